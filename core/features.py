@@ -1,0 +1,135 @@
+"""Observation features, computed the same way offline and in serving.
+
+``bar_features`` maps a block of bars ``[T, n]`` to features ``[T, n, F]``;
+row t depends only on bars t - LOOKBACK .. t, so an agent that keeps the last
+``window + LOOKBACK`` bars of a symbol computes exactly the rows that an
+environment precomputes over the whole history. Missing bars carry the last
+close forward (zero return, zero range); before a symbol's first bar every
+feature is 0. Nothing here can produce NaN from valid bars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+FEATURE_NAMES = (
+    "log_return",
+    "gap",
+    "range",
+    "body",
+    "volume_change",
+    "trend_10",
+)
+N_BAR_FEATURES = len(FEATURE_NAMES)
+LOOKBACK = 10
+"""Bars of history a feature row needs beyond its own (for ``trend_10``)."""
+ACCOUNT_FEATURES = ("position_share", "cash_share", "unrealized_return")
+CLIP = 5.0
+
+
+def _ffill(values: FloatArray, present: BoolArray) -> FloatArray:
+    """Carry the last present value forward along axis 0 (NaN before the first)."""
+    t = values.shape[0]
+    index = np.where(present, np.arange(t)[:, None], -1)
+    np.maximum.accumulate(index, axis=0, out=index)
+    filled = np.take_along_axis(values, np.maximum(index, 0), axis=0)
+    return np.where(index >= 0, filled, np.nan)
+
+
+def bar_features(
+    *,
+    open_px: FloatArray,
+    high: FloatArray,
+    low: FloatArray,
+    close: FloatArray,
+    volume: FloatArray,
+    present: BoolArray,
+) -> FloatArray:
+    """Features ``[T, n, F]`` of bars ``[T, n]`` (see FEATURE_NAMES), clipped to +-5."""
+    c = _ffill(close, present)
+    nan_row = np.full((1, c.shape[1]), np.nan)
+    prev_c = np.vstack([nan_row, c[:-1]])
+    seen = np.isfinite(c)
+    started = seen & np.isfinite(prev_c)
+    safe = np.where(seen, c, 1.0)
+    safe_prev = np.where(started, prev_c, safe)
+    o = np.where(present, open_px, safe)
+    h = np.where(present, high, safe)
+    lo = np.where(present, low, safe)
+    log_v = np.log1p(np.where(present, volume, 0.0))
+    log_v = np.where(present, log_v, np.nan)
+    log_v = _ffill(log_v, present)
+    prev_v = np.vstack([nan_row, log_v[:-1]])
+    padded = np.vstack([np.full((LOOKBACK, c.shape[1]), np.nan), c])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, LOOKBACK + 1, axis=0)
+    window_n = np.sum(np.isfinite(windows), axis=-1)
+    window_sum = np.nansum(windows, axis=-1)
+    sma = np.where(window_n > 0, window_sum / np.maximum(window_n, 1), safe)
+    features = np.stack(
+        [
+            np.log(safe / safe_prev),
+            np.where(present & started, np.log(o / safe_prev), 0.0),
+            np.log(h / lo),
+            np.log(safe / o),
+            np.where(present & started, np.nan_to_num(log_v - prev_v), 0.0),
+            np.log(safe / sma),
+        ],
+        axis=-1,
+    )
+    features = np.where(seen[..., None], features, 0.0)
+    return np.clip(features, -CLIP, CLIP)
+
+
+def account_features(
+    *,
+    quantity: FloatArray,
+    close: FloatArray,
+    cost: FloatArray,
+    cash: float,
+    equity: float,
+) -> FloatArray:
+    """Per-symbol ``[n, 3]``: position value / equity, cash / equity, unrealised return."""
+    value = quantity * np.nan_to_num(close)
+    eq = equity if equity > 0 else 1.0
+    unrealized = np.where(cost > 0, value / np.where(cost > 0, cost, 1.0) - 1.0, 0.0)
+    n = quantity.shape[0]
+    return np.stack([value / eq, np.full(n, cash / eq), np.clip(unrealized, -CLIP, CLIP)], axis=1)
+
+
+def observation(window_features: FloatArray, account: FloatArray) -> npt.NDArray[np.float32]:
+    """Observation rows ``[n, W*F + 3]``: the flattened feature window and the account."""
+    n = window_features.shape[0]
+    return np.concatenate([window_features.reshape(n, -1), account], axis=1).astype(np.float32)
+
+
+def observe_window(
+    *,
+    open_px: FloatArray,
+    high: FloatArray,
+    low: FloatArray,
+    close: FloatArray,
+    volume: FloatArray,
+    present: BoolArray,
+    window: int,
+    quantity: FloatArray,
+    cost: FloatArray,
+    cash: float,
+    equity: float,
+) -> npt.NDArray[np.float32]:
+    """Observations ``[n, window*F + 3]`` at the last row of a block of bars ``[H, n]``.
+
+    The block must hold at least ``window + LOOKBACK`` rows (or start at the
+    beginning of the data) for the result to equal the precomputed features.
+    """
+    feats = bar_features(
+        open_px=open_px, high=high, low=low, close=close, volume=volume, present=present
+    )[-window:]
+    last_close = _ffill(close, present)[-1]
+    account = account_features(
+        quantity=quantity, close=last_close, cost=cost, cash=cash, equity=equity
+    )
+    return observation(np.transpose(feats, (1, 0, 2)), account)

@@ -1,0 +1,1 @@
+"""Async service shells: Kafka I/O around the pure rules of ``core``."""

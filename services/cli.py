@@ -1,0 +1,108 @@
+"""The ``tradingbot`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from core.bars import BarDataError
+from core.events import PortfolioClosed
+from core.report import summarize
+from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
+from services import kafka
+from services.demo import REPO, DemoError, DemoOptions, format_summary, run_demo
+from streams.topics import PORTFOLIO_EVENTS
+
+SERVICE_MODULES = {
+    "market-replay": "services.market_replay.app",
+    "symbol-agent": "services.symbol_agent.app",
+    "portfolio-manager": "services.portfolio_manager.app",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradingbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="replay history through the whole stack")
+    demo.add_argument("--dataset", default=BYTETHEORY, help="'bytetheory' or a bar CSV(.gz)")
+    demo.add_argument("--symbols", type=int, default=DEFAULT_UNIVERSE, help="fleet size")
+    demo.add_argument("--start", type=int, default=0, help="first timestamp index")
+    demo.add_argument("--steps", type=int, default=None, help="timestamps to replay (all)")
+    demo.add_argument(
+        "--bootstrap", default=None, help="use this running broker instead of the local Kafka"
+    )
+    demo.add_argument(
+        "--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")),
+        help="port of the local Kafka the demo starts (default 9092 or $KAFKA_PORT)",
+    )
+    demo.add_argument(
+        "--keep-running", action="store_true",
+        help="leave Kafka running after the demo (stop it with `make stop`)",
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+    demo.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="service logs go here")
+
+    topics = commands.add_parser("topics", help="create the topics on a broker")
+    topics.add_argument("--bootstrap", default="127.0.0.1:9092")
+
+    serve = commands.add_parser("serve", help="run one service (settings from TRADINGBOT_*)")
+    serve.add_argument("service", choices=sorted(SERVICE_MODULES))
+
+    summary = commands.add_parser("summary", help="summarise a run from portfolio.events")
+    summary.add_argument("run_id")
+    summary.add_argument("--bootstrap", default="127.0.0.1:9092")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            options = DemoOptions(
+                dataset=args.dataset,
+                symbols=args.symbols,
+                start=args.start,
+                steps=args.steps,
+                bootstrap=args.bootstrap,
+                kafka_port=args.kafka_port,
+                keep_running=args.keep_running,
+                progress=not args.no_progress,
+                json_path=args.json,
+                runs_dir=args.runs_dir,
+            )
+            print(format_summary(run_demo(options)))
+        elif args.command == "topics":
+            created = asyncio.run(kafka.create_topics(args.bootstrap))
+            print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+        elif args.command == "serve":
+            import importlib
+
+            from services.runner import run_service
+
+            module = importlib.import_module(SERVICE_MODULES[args.service])
+            run_service(args.service, module.main)
+        elif args.command == "summary":
+            events = asyncio.run(
+                kafka.read_run(
+                    args.bootstrap, PORTFOLIO_EVENTS.name, args.run_id, until=PortfolioClosed
+                )
+            )
+            result = summarize(events)
+            print(json.dumps(asdict(result), indent=2) if args.json else format_summary(result))
+    except (DemoError, BarDataError, kafka.BrokerError) as e:
+        print(f"tradingbot {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

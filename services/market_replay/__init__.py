@@ -1,0 +1,1 @@
+"""The market-replay service: historical bars into Kafka, step by step."""

@@ -1,0 +1,1 @@
+"""The portfolio manager service: risk gates, simulated execution, the ledger."""

@@ -1,0 +1,1 @@
+"""The symbol agent service: one batched policy call per step for all its symbols."""

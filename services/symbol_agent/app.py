@@ -1,0 +1,204 @@
+"""Symbol agent loop: bars and the step's account snapshot in, one batched policy call out.
+
+For each step it waits for every bar of the step and the portfolio's
+``AccountMarked`` snapshot, builds the observations of all its symbols with
+``core.features``, calls the policy once for the whole batch, smooths with
+``core.actions.smooth`` and publishes one ``ActionDecided`` per symbol.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.actions import SmoothingState, smooth
+from core.events import (
+    AccountMarked,
+    ActionDecided,
+    BarClosed,
+    Event,
+    PortfolioClosed,
+    PortfolioOpened,
+    ServiceReady,
+    event_id,
+)
+from core.features import LOOKBACK, observe_window
+from core.rules import TradingRules
+from rl_agents.policies import Policy, make_policy
+from services import kafka
+from services.config import KafkaConfig, RulesConfig
+from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
+
+SERVICE = "symbol-agent"
+log = logging.getLogger(SERVICE)
+FloatArray = npt.NDArray[np.float64]
+
+
+class AgentConfig(BaseSettings):
+    """Symbol-agent settings (``TRADINGBOT_AGENT_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADINGBOT_AGENT_", frozen=True, extra="ignore")
+
+    policy: str = "momentum"
+    """Name of the policy to serve."""
+    window: PositiveInt = 10
+    """Bars of features in an observation."""
+
+
+@dataclass
+class BarWindow:
+    """The last ``rows`` bars of every symbol, oldest first (``[rows, n]`` arrays)."""
+
+    rows: int
+    n: int
+    ohlcv: FloatArray = field(init=False)
+    present: npt.NDArray[np.bool_] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ohlcv = np.full((5, self.rows, self.n), np.nan)
+        self.present = np.zeros((self.rows, self.n), dtype=np.bool_)
+
+    def push(self, index: dict[str, int], bars: dict[str, BarClosed]) -> None:
+        """Append one step's bars; symbols without a bar are marked absent."""
+        self.ohlcv = np.roll(self.ohlcv, -1, axis=1)
+        self.present = np.roll(self.present, -1, axis=0)
+        self.ohlcv[:, -1, :] = np.nan
+        self.present[-1, :] = False
+        for symbol, bar in bars.items():
+            j = index[symbol]
+            self.ohlcv[:, -1, j] = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+            self.present[-1, j] = True
+
+
+class SymbolAgent:
+    """Serves one policy for all symbols of a run."""
+
+    def __init__(self, config: KafkaConfig, agent: AgentConfig, rules: TradingRules) -> None:
+        self.config = config
+        self.agent = agent
+        self.rules = rules
+        self.policy: Policy = make_policy(agent.policy, window=agent.window)
+        self.symbols: tuple[str, ...] = ()
+        self.index: dict[str, int] = {}
+        self.window = BarWindow(agent.window + LOOKBACK, 0)
+        self.smoothing = SmoothingState.empty(0, rules.smoothing_window)
+        self.bars: dict[int, dict[str, BarClosed]] = defaultdict(dict)
+        self.snapshots: dict[int, AccountMarked] = {}
+        self.next_step = 0
+        self.closed = False
+
+    async def serve(self) -> None:
+        """Run until this run's portfolio is closed."""
+        cfg = self.config
+        producer = kafka.producer(cfg.bootstrap, SERVICE)
+        consumer = kafka.consumer(cfg.bootstrap, SERVICE)
+        await kafka.start(producer, cfg.bootstrap)
+        try:
+            await kafka.start(consumer, cfg.bootstrap)
+            try:
+                await kafka.assign(consumer, [MARKET_BARS.name, PORTFOLIO_EVENTS.name])
+                dead_letters = kafka.DeadLetters(producer, SERVICE)
+                ready = ServiceReady(
+                    event_id=f"{cfg.run_id}/ready/{SERVICE}",
+                    cause_id=cfg.run_id,
+                    run_id=cfg.run_id,
+                    event_time=0,
+                    service=SERVICE,
+                )
+                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
+                while not self.closed:
+                    for item in await kafka.poll(consumer, dead_letters):
+                        self._take(item.event)
+                    await self._decide_ready_steps(producer)
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+
+    def _take(self, event: object) -> None:
+        if not isinstance(event, Event) or event.run_id != self.config.run_id:
+            return
+        if isinstance(event, PortfolioOpened):
+            self.symbols = event.symbols
+            self.index = {s: i for i, s in enumerate(event.symbols)}
+            self.window = BarWindow(self.agent.window + LOOKBACK, len(event.symbols))
+            self.smoothing = SmoothingState.empty(len(event.symbols), self.rules.smoothing_window)
+        elif isinstance(event, BarClosed):
+            self.bars[event.step][event.symbol] = event
+        elif isinstance(event, AccountMarked):
+            self.snapshots[event.step] = event
+        elif isinstance(event, PortfolioClosed):
+            self.closed = True
+
+    async def _decide_ready_steps(self, producer: kafka.AIOKafkaProducer) -> None:
+        while self.symbols:
+            step = self.next_step
+            bars = self.bars.get(step)
+            snapshot = self.snapshots.get(step)
+            if not bars or snapshot is None or len(bars) < next(iter(bars.values())).step_bars:
+                return
+            actions = self.decide(step, bars, snapshot)
+            await kafka.publish_keyed(
+                producer, AGENT_ACTIONS.name, [(a.symbol, a) for a in actions]
+            )
+            del self.bars[step]
+            del self.snapshots[step]
+            self.next_step += 1
+
+    def decide(
+        self, step: int, bars: dict[str, BarClosed], snapshot: AccountMarked
+    ) -> list[ActionDecided]:
+        """One batched policy call for every symbol with a bar at ``step``."""
+        self.window.push(self.index, bars)
+        n = len(self.symbols)
+        quantity = np.zeros(n)
+        cost = np.zeros(n)
+        for holding in snapshot.holdings:
+            j = self.index[holding.symbol]
+            quantity[j] = holding.quantity
+            cost[j] = holding.quantity * holding.avg_cost
+        o, h, lo, c, v = self.window.ohlcv
+        obs = observe_window(
+            open_px=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+            present=self.window.present,
+            window=self.agent.window,
+            quantity=quantity,
+            cost=cost,
+            cash=snapshot.cash,
+            equity=snapshot.equity,
+        )
+        raw = self.policy.act(obs)
+        active = self.window.present[-1]
+        self.smoothing, smoothed = smooth(self.smoothing, raw, active)
+        event_time = next(iter(bars.values())).event_time
+        return [
+            ActionDecided(
+                event_id=event_id(self.config.run_id, step, "action", symbol),
+                cause_id=bars[symbol].event_id,
+                run_id=self.config.run_id,
+                event_time=event_time,
+                symbol=symbol,
+                step=step,
+                raw=float(np.clip(raw[j], -1.0, 1.0)),
+                smoothed=float(smoothed[j]),
+                policy=self.policy.name,
+                policy_version=self.policy.version,
+            )
+            for j, symbol in enumerate(self.symbols)
+            if active[j]
+        ]
+
+
+async def main() -> None:
+    """Entry point of the service process."""
+    await SymbolAgent(KafkaConfig(), AgentConfig(), RulesConfig().rules()).serve()

@@ -1,0 +1,1 @@
+"""The wire: topic declarations, event codecs and stream processors."""

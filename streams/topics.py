@@ -1,0 +1,57 @@
+"""Topic declarations: name, key, partitions and cleanup policy of each topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topic:
+    """One Kafka topic of the system (see docs/architecture.md)."""
+
+    name: str
+    key: str
+    partitions: int
+    cleanup_policy: str = "delete"
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+    @property
+    def dlq(self) -> str:
+        """Name of this topic's dead-letter topic."""
+        return f"{self.name}.dlq"
+
+    def configs(self) -> dict[str, str]:
+        """Topic configs for the admin client."""
+        configs = {"cleanup.policy": self.cleanup_policy}
+        if self.cleanup_policy == "delete":
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+MARKET_BARS = Topic(name="market.bars", key="symbol", partitions=8)
+SIM_CLOCK = Topic(name="sim.clock", key="run id", partitions=1)
+AGENT_ACTIONS = Topic(name="agent.actions", key="symbol", partitions=8)
+PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions=1)
+AGENT_MODELS = Topic(name="agent.models", key="agent id", partitions=1, cleanup_policy="compact")
+MONITOR_ALERTS = Topic(name="monitor.alerts", key="agent id", partitions=1)
+
+TOPICS: tuple[Topic, ...] = (
+    MARKET_BARS,
+    SIM_CLOCK,
+    AGENT_ACTIONS,
+    PORTFOLIO_EVENTS,
+    AGENT_MODELS,
+    MONITOR_ALERTS,
+)
+"""Every topic, in the order of the event-flow table."""
+
+
+def dead_letter_topics() -> tuple[Topic, ...]:
+    """One dead-letter topic per consumed topic, keyed like its source."""
+    return tuple(
+        Topic(name=t.dlq, key=t.key, partitions=1)
+        for t in (MARKET_BARS, SIM_CLOCK, AGENT_ACTIONS, PORTFOLIO_EVENTS, AGENT_MODELS)
+    )
+
+
+ALL_TOPICS: tuple[Topic, ...] = TOPICS + dead_letter_topics()
