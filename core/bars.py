@@ -114,9 +114,7 @@ class BarFrame:
     def window(self, start: int, stop: int) -> BarFrame:
         """Return the steps ``start:stop``, dropping timestamps where no symbol has a bar."""
         if not 0 <= start < stop <= self.n_steps:
-            raise BarDataError(
-                self.source, None, f"window {start}:{stop} outside 0:{self.n_steps}"
-            )
+            raise BarDataError(self.source, None, f"window {start}:{stop} outside 0:{self.n_steps}")
         keep = np.arange(start, stop)
         keep = keep[self.present[keep].any(axis=1)]
         return BarFrame(
@@ -134,8 +132,8 @@ class BarFrame:
 
     def complete_symbols(self) -> list[str]:
         """Symbols (sorted) that have a bar at every timestamp of the frame."""
-        full = self.present.all(axis=0)
-        return sorted(s for s, ok in zip(self.symbols, full, strict=True) if ok)
+        full = np.flatnonzero(self.present.all(axis=0))
+        return sorted(self.symbols[j] for j in full)
 
 
 OHLCV = tuple[float, float, float, float, float]
@@ -272,16 +270,20 @@ def rows_to_frame(rows: Iterable[RawRow], source: str) -> BarFrame:
         key = (symbol, ts)
         if key in seen:
             raise BarDataError(
-                source, row, f"duplicate bar for {symbol} at {timestamp_ns_to_iso(ts)} "
-                f"(first at row {seen[key]})"
+                source,
+                row,
+                f"duplicate bar for {symbol} at {timestamp_ns_to_iso(ts)} "
+                f"(first at row {seen[key]})",
             )
         seen[key] = row
         previous = last_ts.get(symbol)
         if previous is not None and ts < previous[0]:
             raise BarDataError(
-                source, row, f"timestamp of {symbol} goes back in time "
+                source,
+                row,
+                f"timestamp of {symbol} goes back in time "
                 f"({timestamp_ns_to_iso(ts)} after {timestamp_ns_to_iso(previous[0])} "
-                f"at row {previous[1]})"
+                f"at row {previous[1]})",
             )
         last_ts[symbol] = (ts, row)
         parsed.append(_Row(ts, symbol, bar))

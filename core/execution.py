@@ -151,13 +151,15 @@ def execute(
 
     # Buys: a * cash, capped by the position limit, then scaled pro rata to the cash.
     buy = (kind == ActionKind.BUY) & tradable
-    equity_open = cash + float(np.sum(position * mark))
+    # Only held positions are marked: a symbol with no bar yet has last_close NaN.
+    held_value = np.where(position > 0.0, position * mark, 0.0)
+    equity_open = cash + float(np.sum(held_value))
     safe_px = np.where(buy, buy_px, 1.0)
     wanted_q = np.where(buy, a * cash_available / (1.0 + rules.fee_rate) / safe_px, 0.0)
     requested[buy] = wanted_q[buy]
-    room_q = np.maximum(
-        0.0, rules.max_position_pct * equity_open - position * mark
-    ) / np.where(buy, px, 1.0)
+    room_q = np.maximum(0.0, rules.max_position_pct * equity_open - held_value) / np.where(
+        buy, px, 1.0
+    )
     at_cap = buy & (room_q <= 0.0)
     skip[at_cap] = SkipReason.AT_POSITION_CAP
     buy &= ~at_cap

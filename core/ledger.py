@@ -117,9 +117,7 @@ def evolve(state: PortfolioState, event: Event) -> PortfolioState:
     if isinstance(event, OrderSkipped):
         return replace(state, pending=_with(state.pending, event.symbol, None))
     if isinstance(event, AccountMarked):
-        return replace(
-            state, marked_step=event.step, marked_bars=event.bars, equity=event.equity
-        )
+        return replace(state, marked_step=event.step, marked_bars=event.bars, equity=event.equity)
     if isinstance(event, PortfolioClosed):
         return replace(state, closed=True, equity=event.final_equity)
     raise LedgerError(f"{event.event_id}: {type(event).__name__} is not a portfolio event")
@@ -147,11 +145,11 @@ def _apply_fill(state: PortfolioState, fill: OrderFilled) -> PortfolioState:
     cost_sold = held.avg_cost * quantity
     pnl = fill.notional - fill.fee - cost_sold
     remaining = held.quantity - quantity
-    position = Position(remaining, held.cost - cost_sold) if remaining > 0 else None
+    kept = Position(remaining, held.cost - cost_sold) if remaining > 0 else None
     return replace(
         state,
         cash=state.cash + fill.notional - fill.fee,
-        positions=_with(state.positions, fill.symbol, position),
+        positions=_with(state.positions, fill.symbol, kept),
         pending=_with(state.pending, fill.symbol, None),
         realized_pnl=state.realized_pnl + pnl,
         fees=state.fees + fill.fee,

@@ -41,7 +41,12 @@ SIDES = {ActionKind.BUY: "buy", ActionKind.SELL: "sell", ActionKind.HOLD: "hold"
 
 
 def open_portfolio(
-    *, run_id: str, portfolio_id: str, symbols: Sequence[str], rules: TradingRules, cause_id: str,
+    *,
+    run_id: str,
+    portfolio_id: str,
+    symbols: Sequence[str],
+    rules: TradingRules,
+    cause_id: str,
     event_time: int,
 ) -> PortfolioOpened:
     """The event that opens a portfolio with the rules' initial cash."""
@@ -201,9 +206,7 @@ def record_decisions(
     ]
 
 
-def close_run(
-    state: PortfolioState, *, step: int, event_time: int, cause_id: str
-) -> list[Event]:
+def close_run(state: PortfolioState, *, step: int, event_time: int, cause_id: str) -> list[Event]:
     """Expire orders left pending at the end of the data and close the portfolio."""
     events: list[Event] = [
         OrderSkipped(

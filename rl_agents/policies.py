@@ -44,9 +44,7 @@ class MomentumPolicy:
         self.lookback = lookback
         self.gain = gain
         column = FEATURE_NAMES.index("log_return")
-        self._columns = [
-            w * N_BAR_FEATURES + column for w in range(window - lookback, window)
-        ]
+        self._columns = [w * N_BAR_FEATURES + column for w in range(window - lookback, window)]
 
     def act(self, observations: Observations) -> Actions:
         """One action per row."""

@@ -38,11 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         "--bootstrap", default=None, help="use this running broker instead of the local Kafka"
     )
     demo.add_argument(
-        "--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")),
+        "--kafka-port",
+        type=int,
+        default=int(os.environ.get("KAFKA_PORT", "9092")),
         help="port of the local Kafka the demo starts (default 9092 or $KAFKA_PORT)",
     )
     demo.add_argument(
-        "--keep-running", action="store_true",
+        "--keep-running",
+        action="store_true",
         help="leave Kafka running after the demo (stop it with `make stop`)",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")

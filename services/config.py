@@ -7,7 +7,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.rules import TradingRules
 
-
 _DEFAULT = TradingRules()
 
 

@@ -62,11 +62,15 @@ def new_run_id(prefix: str = "demo") -> str:
     return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def kafka_script(command: str, port: int) -> subprocess.CompletedProcess[str]:
+def kafka_script(
+    command: str, port: int, *, fresh: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run ``deploy/local/kafka/kafka.sh <command>`` for ``port``."""
     if not KAFKA_SCRIPT.is_file():
         raise DemoError(f"{KAFKA_SCRIPT} is missing: run the demo from a clone of the repository")
     env = {**os.environ, "KAFKA_PORT": str(port)}
+    if fresh:
+        env["KAFKA_FRESH"] = "1"
     return subprocess.run(
         ["bash", str(KAFKA_SCRIPT), command], env=env, text=True, capture_output=True, check=False
     )
@@ -90,8 +94,12 @@ class Stack:
         """Start ``python -m module`` with its output in ``<run dir>/<name>.log``."""
         log = (self.run_dir / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=REPO, start_new_session=True,
+            [sys.executable, "-m", module],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
 
     def check(self) -> None:
@@ -124,7 +132,9 @@ class Stack:
                 process.wait()
 
 
-async def follow(bootstrap: str, run_id: str, stack: Stack, progress: bool, timeout_s: float) -> None:
+async def follow(
+    bootstrap: str, run_id: str, stack: Stack, progress: bool, timeout_s: float
+) -> None:
     """Show the replay's progress from ``sim.clock`` until it finishes."""
     client = kafka.consumer(bootstrap, f"demo-{run_id}")
     await kafka.start(client, bootstrap)
@@ -163,7 +173,8 @@ def run_demo(options: DemoOptions) -> RunSummary:
     started_kafka = False
     if managed:
         was_running = kafka_script("status", options.kafka_port).returncode == 0
-        result = kafka_script("start", options.kafka_port)
+        # A demo that starts its own broker starts it empty; a kept-running one is reused.
+        result = kafka_script("start", options.kafka_port, fresh=not was_running)
         if result.returncode != 0:
             raise DemoError(f"Kafka did not start:\n{result.stdout}{result.stderr}")
         started_kafka = not was_running

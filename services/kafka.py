@@ -77,10 +77,7 @@ async def create_topics(bootstrap: str, topics: Sequence[Topic] = ALL_TOPICS) ->
         if wanted:
             try:
                 await admin.create_topics(
-                    [
-                        NewTopic(t.name, t.partitions, 1, topic_configs=t.configs())
-                        for t in wanted
-                    ]
+                    [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs()) for t in wanted]
                 )
             except TopicAlreadyExistsError:
                 pass

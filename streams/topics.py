@@ -31,7 +31,8 @@ class Topic:
 MARKET_BARS = Topic(name="market.bars", key="symbol", partitions=8)
 SIM_CLOCK = Topic(name="sim.clock", key="run id", partitions=1)
 AGENT_ACTIONS = Topic(name="agent.actions", key="symbol", partitions=8)
-PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions=1)
+PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions=1, retention_ms=-1)
+"""The ledger is the event store: kept forever, one partition for one total order."""
 AGENT_MODELS = Topic(name="agent.models", key="agent id", partitions=1, cleanup_policy="compact")
 MONITOR_ALERTS = Topic(name="monitor.alerts", key="agent id", partitions=1)
 

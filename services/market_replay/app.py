@@ -65,7 +65,9 @@ class ReplayTimeout(RuntimeError):
 
 def load_span(config: ReplayConfig) -> BarFrame:
     """The bars this replay emits."""
-    return universe(load_bars(config.dataset), config.symbols, start=config.start, steps=config.steps)
+    return universe(
+        load_bars(config.dataset), config.symbols, start=config.start, steps=config.steps
+    )
 
 
 def step_bars(frame: BarFrame, run_id: str, step: int) -> list[BarClosed]:
@@ -125,7 +127,10 @@ class MarketReplay:
                     return not waiting
 
                 await self._until(
-                    clock, dead_letters, self.replay.ready_timeout_s, all_ready,
+                    clock,
+                    dead_letters,
+                    self.replay.ready_timeout_s,
+                    all_ready,
                     f"services {sorted(waiting)} did not report ready",
                 )
                 started = ReplayStarted(
@@ -141,13 +146,17 @@ class MarketReplay:
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [started])
                 began = time.perf_counter()
                 steps = range(frame.n_steps)
-                for step in tqdm(steps, desc="replay", unit="step", disable=not self.replay.progress):
+                for step in tqdm(
+                    steps, desc="replay", unit="step", disable=not self.replay.progress
+                ):
                     bars = step_bars(frame, cfg.run_id, step)
                     await kafka.publish_keyed(
                         producer, MARKET_BARS.name, [(b.symbol, b) for b in bars]
                     )
                     await self._until(
-                        clock, dead_letters, self.replay.step_timeout_s,
+                        clock,
+                        dead_letters,
+                        self.replay.step_timeout_s,
                         partial(_completes, step),
                         f"step {step} was not completed by the portfolio manager",
                     )
@@ -162,7 +171,10 @@ class MarketReplay:
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [finished])
                 log.info(
                     "replayed %d steps, %d bars in %.2fs (%.1f steps/s)",
-                    frame.n_steps, int(frame.present.sum()), elapsed, frame.n_steps / elapsed,
+                    frame.n_steps,
+                    int(frame.present.sum()),
+                    elapsed,
+                    frame.n_steps / elapsed,
                 )
                 return elapsed
             finally:

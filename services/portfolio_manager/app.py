@@ -17,14 +17,20 @@ from core.events import (
     ActionDecided,
     BarClosed,
     Event,
-    PortfolioOpened,
     ReplayStarted,
     ServiceReady,
     StepCompleted,
     event_id,
 )
 from core.ledger import PortfolioState, fold
-from core.portfolio import action_problem, close_run, fill_pending, mark, open_portfolio, record_decisions
+from core.portfolio import (
+    action_problem,
+    close_run,
+    fill_pending,
+    mark,
+    open_portfolio,
+    record_decisions,
+)
 from core.rules import TradingRules
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
@@ -187,7 +193,10 @@ class PortfolioManager:
         event_time = next(iter(actions.values())).event_time
         events: list[Event] = list(
             record_decisions(
-                run.state, step=step, event_time=event_time, actions=list(actions.values()),
+                run.state,
+                step=step,
+                event_time=event_time,
+                actions=list(actions.values()),
                 rules=self.rules,
             )
         )
@@ -195,7 +204,9 @@ class PortfolioManager:
         if last:
             after = fold(events, run.state)
             events.extend(
-                close_run(after, step=step, event_time=event_time, cause_id=f"{run.state.run_id}/end")
+                close_run(
+                    after, step=step, event_time=event_time, cause_id=f"{run.state.run_id}/end"
+                )
             )
         await self._emit(events, producer)
         del run.actions[step]

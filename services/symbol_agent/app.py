@@ -79,11 +79,17 @@ class BarWindow:
 class SymbolAgent:
     """Serves one policy for all symbols of a run."""
 
-    def __init__(self, config: KafkaConfig, agent: AgentConfig, rules: TradingRules) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        agent: AgentConfig,
+        rules: TradingRules,
+        policy: Policy | None = None,
+    ) -> None:
         self.config = config
         self.agent = agent
         self.rules = rules
-        self.policy: Policy = make_policy(agent.policy, window=agent.window)
+        self.policy: Policy = policy or make_policy(agent.policy, window=agent.window)
         self.symbols: tuple[str, ...] = ()
         self.index: dict[str, int] = {}
         self.window = BarWindow(agent.window + LOOKBACK, 0)

@@ -1,0 +1,58 @@
+# tradingbot: the two commands of the README, and a few helpers.
+#   make demo   set everything up, replay real history through the whole stack
+#   make test   set everything up, run ruff, mypy and the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+KAFKA := deploy/local/kafka/kafka.sh
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint unit integration bench stop clean
+
+help:
+	@echo "make demo    replay 245 days of 143 real symbols through Kafka, agents and the portfolio manager"
+	@echo "make test    ruff, mypy and the whole test suite (unit, integration, e2e) on a real Kafka"
+	@echo "make bench   benchmark table (benchmarks/run.py)"
+	@echo "make stop    stop the local Kafka left running by 'make demo DEMO_ARGS=--keep-running'"
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the project and its pinned dependencies into $(VENV) ..."
+	@$(VENV)/bin/python -m pip install -q --upgrade pip || { echo "error: pip cannot reach its package index" >&2; exit 1; }
+	@$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev]' || { echo "error: pip install failed (is the package index reachable?)" >&2; exit 1; }
+	@touch $(STAMP)
+
+setup: $(STAMP)
+	@bash $(KAFKA) fetch
+
+demo: setup
+	@$(VENV)/bin/tradingbot demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+stop:
+	@bash $(KAFKA) stop
+
+clean: stop
+	rm -rf $(VENV) .cache runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,54 @@
+"""The three services of one run in one event loop (tests, benchmarks, notebooks).
+
+Same code as the processes that ``tradingbot demo`` starts, on the same real
+broker; only the process boundary is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.bars import BarFrame
+from core.ledger import PortfolioState
+from core.rules import TradingRules
+from rl_agents.policies import Policy
+from services.config import KafkaConfig
+from services.market_replay.app import MarketReplay, ReplayConfig
+from services.portfolio_manager.app import PortfolioManager
+from services.symbol_agent.app import AgentConfig, SymbolAgent
+
+
+async def run_lockstep(
+    *,
+    bootstrap: str,
+    run_id: str,
+    frame: BarFrame,
+    rules: TradingRules | None = None,
+    agent: AgentConfig | None = None,
+    policy: Policy | None = None,
+    timeout_s: float = 600.0,
+) -> tuple[PortfolioState, float]:
+    """Replay ``frame`` through the pipeline; return the final ledger state and the seconds."""
+    rules = rules or TradingRules()
+    config = KafkaConfig(bootstrap=bootstrap, run_id=run_id)
+    manager = PortfolioManager(config, rules)
+    symbol_agent = SymbolAgent(config, agent or AgentConfig(), rules, policy)
+    replay = MarketReplay(config, ReplayConfig(dataset=frame.source), frame)
+    tasks = [
+        asyncio.ensure_future(manager.serve()),
+        asyncio.ensure_future(symbol_agent.serve()),
+        asyncio.ensure_future(replay.serve()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+        if len(done) < len(tasks):
+            raise TimeoutError(f"run {run_id} did not finish within {timeout_s:.0f}s")
+        state, elapsed = tasks[0].result(), tasks[2].result()
+        assert isinstance(state, PortfolioState) and isinstance(elapsed, float)
+        return state, elapsed
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

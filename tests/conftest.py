@@ -1,0 +1,60 @@
+"""Fixtures shared by the integration and end-to-end tests: a real Kafka broker.
+
+The broker is the project's own (deploy/local/kafka/kafka.sh), started once
+per test session on a free port with a fresh data directory, bound to
+127.0.0.1, and stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.kafka import create_topics
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (and the next one too)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real single-node Kafka started for this test session."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(port),
+        "KAFKA_DATA_DIR": str(tmp_path_factory.mktemp("kafka")),
+        "KAFKA_FRESH": "1",
+    }
+    started = subprocess.run(
+        ["bash", str(KAFKA_SCRIPT), "start"], env=env, capture_output=True, text=True
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the test Kafka did not start:\n{started.stdout}\n{started.stderr}")
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        asyncio.run(create_topics(bootstrap))
+        yield bootstrap
+    finally:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
