@@ -25,6 +25,7 @@ from tqdm import tqdm
 from core.events import Event, PortfolioClosed, ReplayFinished, ReplayStarted, StepCompleted
 from core.report import RunSummary, summarize
 from services import kafka
+from services.market_replay.app import ReplayConfig, load_span
 from streams.codec import CODEC, CodecError
 from streams.topics import PORTFOLIO_EVENTS, SIM_CLOCK
 
@@ -168,6 +169,20 @@ async def follow(
 
 def run_demo(options: DemoOptions) -> RunSummary:
     """Run the whole demo and return the summary read back from the log."""
+    # Check the data before starting anything, so a bad file fails fast and clearly.
+    frame = load_span(
+        ReplayConfig(
+            dataset=options.dataset,
+            symbols=options.symbols,
+            start=options.start,
+            steps=options.steps,
+        )
+    )
+    print(
+        f"data: {frame.n_symbols} symbols x {frame.n_steps} steps from {frame.source}"
+        f" ({len(frame.repairs)} bars repaired, see docs/data.md)",
+        file=sys.stderr,
+    )
     managed = options.bootstrap is None
     bootstrap = options.bootstrap or f"127.0.0.1:{options.kafka_port}"
     started_kafka = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -167,6 +167,50 @@ async def publish_keyed(
         await asyncio.gather(*futures)
 
 
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    keep: Callable[[object], bool] = lambda _: True,
+    until: Callable[[object], bool] | None = None,
+    timeout_s: float = 60.0,
+) -> list[object]:
+    """Read the decodable records of ``topic`` from the beginning that ``keep`` accepts.
+
+    Stops at the end of the log, or, with ``until``, once a kept record
+    satisfies it (waiting up to ``timeout_s``). Records that do not decode are
+    passed over: the consumers have already dead-lettered them.
+    """
+    client = consumer(bootstrap, "tradingbot-reader")
+    await start(client, bootstrap)
+    try:
+        await assign(client, [topic], from_beginning=True)
+        partitions = list(client.assignment())
+        end = await client.end_offsets(partitions)
+        found: list[object] = []
+        deadline = time.monotonic() + timeout_s
+        done = False
+        while not done:
+            batches = await client.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        event = CODEC.decode(record.value)
+                    except CodecError:
+                        continue
+                    if keep(event):
+                        found.append(event)
+                        if until is not None and until(event):
+                            done = True
+            if until is None and await _caught_up(client, end):
+                done = True
+            if not done and time.monotonic() > deadline:
+                raise BrokerError(f"timed out after {timeout_s:.0f}s reading {topic}")
+        return found
+    finally:
+        await client.stop()
+
+
 async def read_run(
     bootstrap: str,
     topic: str,
@@ -175,38 +219,15 @@ async def read_run(
     until: type | None = None,
     timeout_s: float = 60.0,
 ) -> list[Event]:
-    """Read one run's events of ``topic`` from the beginning.
-
-    Stops at the end of the log, or, with ``until``, once an event of that type
-    has been read (waiting up to ``timeout_s`` for it).
-    """
-    client = consumer(bootstrap, f"reader-{run_id}")
-    await start(client, bootstrap)
-    try:
-        await assign(client, [topic], from_beginning=True)
-        partitions = list(client.assignment())
-        end = await client.end_offsets(partitions)
-        events: list[Event] = []
-        deadline = time.monotonic() + timeout_s
-        done = False
-        while not done:
-            batches = await client.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    event = CODEC.decode(record.value)
-                    if isinstance(event, Event) and event.run_id == run_id:
-                        events.append(event)
-                        if until is not None and isinstance(event, until):
-                            done = True
-            if until is None and await _caught_up(client, end):
-                done = True
-            if not done and time.monotonic() > deadline:
-                raise BrokerError(
-                    f"timed out after {timeout_s:.0f}s reading {topic} for run {run_id}"
-                )
-        return events
-    finally:
-        await client.stop()
+    """Read one run's events of ``topic`` from the beginning (up to an ``until`` event)."""
+    found = await read_topic(
+        bootstrap,
+        topic,
+        keep=lambda e: isinstance(e, Event) and e.run_id == run_id,
+        until=(lambda e: isinstance(e, until)) if until is not None else None,
+        timeout_s=timeout_s,
+    )
+    return [e for e in found if isinstance(e, Event)]
 
 
 async def _caught_up(client: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
@@ -229,5 +250,6 @@ __all__ = [
     "publish",
     "publish_keyed",
     "read_run",
+    "read_topic",
     "start",
 ]
