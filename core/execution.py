@@ -118,7 +118,7 @@ def execute(
     each symbol's latest known close, used to value positions that cannot
     trade. ``position`` is the quantity held (never negative).
     """
-    a = np.asarray(target, dtype=np.float64)
+    a = np.clip(np.asarray(target, dtype=np.float64), -1.0, 1.0)
     n = a.shape[0]
     kind = classify(a, rules.hold_threshold)
     tradable = np.isfinite(open_px) & (open_px > 0)
@@ -141,7 +141,7 @@ def execute(
     sell &= ~no_position
     sell_q = np.where(sell, _round_lot(-a * np.where(sell, position, 0.0), rules.lot_size), 0.0)
     requested[sell] = a[sell] * position[sell]
-    small = sell & (sell_q * sell_px < rules.min_trade_value)
+    small = sell & ((sell_q <= 0.0) | (sell_q * sell_px < rules.min_trade_value))
     skip[small] = SkipReason.BELOW_MIN_TRADE
     sell &= ~small
     quantity[sell] = -sell_q[sell]
@@ -173,9 +173,10 @@ def execute(
     budget = cash_available * (1.0 - rules.cash_safety)
     if cost > budget:
         buy_q = buy_q * (budget / cost)
-        clip[buy] |= ClipReason.INSUFFICIENT_CASH
+        if cost > cash_available:  # not when only the safety margin was taken off
+            clip[buy] |= ClipReason.INSUFFICIENT_CASH
     buy_q = _round_lot(buy_q, rules.lot_size)
-    small = buy & (buy_q * buy_px < rules.min_trade_value)
+    small = buy & ((buy_q <= 0.0) | (buy_q * buy_px < rules.min_trade_value))
     skip[small] = SkipReason.BELOW_MIN_TRADE
     clip[small] = ClipReason.NONE
     buy &= ~small

@@ -1,11 +1,12 @@
 """Observation features, computed the same way offline and in serving.
 
 ``bar_features`` maps a block of bars ``[T, n]`` to features ``[T, n, F]``;
-row t depends only on bars t - LOOKBACK .. t, so an agent that keeps the last
-``window + LOOKBACK`` bars of a symbol computes exactly the rows that an
+row t depends only on bars t - HISTORY .. t, so an agent that keeps the last
+``window + HISTORY`` bars of a symbol computes exactly the rows that an
 environment precomputes over the whole history. Missing bars carry the last
-close forward (zero return, zero range); before a symbol's first bar every
-feature is 0. Nothing here can produce NaN from valid bars.
+close forward for at most FILL_LIMIT steps (zero return, zero range); before a
+symbol's first bar, or after a longer gap, every feature is 0 until it trades
+again. Nothing here can produce NaN from valid bars.
 """
 
 from __future__ import annotations
@@ -26,18 +27,26 @@ FEATURE_NAMES = (
 )
 N_BAR_FEATURES = len(FEATURE_NAMES)
 LOOKBACK = 10
-"""Bars of history a feature row needs beyond its own (for ``trend_10``)."""
+"""Bars averaged by ``trend_10`` beyond the row's own."""
+FILL_LIMIT = LOOKBACK
+"""A close is carried forward over at most this many missing bars."""
+HISTORY = LOOKBACK + FILL_LIMIT
+"""Rows of history a feature row depends on beyond its own."""
 ACCOUNT_FEATURES = ("position_share", "cash_share", "unrealized_return")
 CLIP = 5.0
 
 
-def _ffill(values: FloatArray, present: BoolArray) -> FloatArray:
-    """Carry the last present value forward along axis 0 (NaN before the first)."""
+def _ffill(values: FloatArray, present: BoolArray, limit: int = FILL_LIMIT) -> FloatArray:
+    """Carry the last present value forward along axis 0 for at most ``limit`` rows.
+
+    NaN before the first present value and beyond the limit.
+    """
     t = values.shape[0]
-    index = np.where(present, np.arange(t)[:, None], -1)
+    rows = np.arange(t)[:, None]
+    index = np.where(present, rows, -1)
     np.maximum.accumulate(index, axis=0, out=index)
     filled = np.take_along_axis(values, np.maximum(index, 0), axis=0)
-    return np.where(index >= 0, filled, np.nan)
+    return np.where((index >= 0) & (rows - index <= limit), filled, np.nan)
 
 
 def bar_features(
@@ -122,7 +131,7 @@ def observe_window(
 ) -> npt.NDArray[np.float32]:
     """Observations ``[n, window*F + 3]`` at the last row of a block of bars ``[H, n]``.
 
-    The block must hold at least ``window + LOOKBACK`` rows (or start at the
+    The block must hold at least ``window + HISTORY`` rows (or start at the
     beginning of the data) for the result to equal the precomputed features.
     """
     feats = bar_features(

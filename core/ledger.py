@@ -103,6 +103,8 @@ def evolve(state: PortfolioState, event: Event) -> PortfolioState:
     if not state.opened:
         raise LedgerError(f"{event.event_id}: event before the portfolio was opened")
     if isinstance(event, DecisionRecorded):
+        if event.symbol not in state.symbols:
+            raise LedgerError(f"{event.event_id}: {event.symbol} is not in the portfolio")
         pending = state.pending
         if event.kind != "hold":
             order = PendingOrder(event.smoothed, event.event_id, event.step)

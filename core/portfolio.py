@@ -2,7 +2,7 @@
 
 Each function reads a ``PortfolioState`` and returns the events that the step
 produces; the caller folds them with ``core.ledger.evolve``. The portfolio
-manager service runs exactly these, in the order of docs/step-protocol.md:
+manager service runs exactly these, in the order of docs/architecture.md:
 
 1. ``fill_pending`` at the bars of step t (orders decided at t-1),
 2. ``mark`` at the closes of t,

@@ -40,7 +40,7 @@ class TradingRules:
     def __post_init__(self) -> None:
         checks = [
             (self.initial_cash > 0, "initial_cash must be > 0"),
-            (0.0 <= self.hold_threshold < 1.0, "hold_threshold must be in [0, 1)"),
+            (0.0 < self.hold_threshold < 1.0, "hold_threshold must be in (0, 1)"),
             (self.smoothing_window >= 1, "smoothing_window must be >= 1"),
             (0.0 < self.max_position_pct <= 1.0, "max_position_pct must be in (0, 1]"),
             (self.min_trade_value >= 0, "min_trade_value must be >= 0"),

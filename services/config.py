@@ -29,7 +29,7 @@ class RulesConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRADINGBOT_RULES_", frozen=True, extra="ignore")
 
     initial_cash: PositiveFloat = _DEFAULT.initial_cash
-    hold_threshold: float = Field(_DEFAULT.hold_threshold, ge=0, lt=1)
+    hold_threshold: float = Field(_DEFAULT.hold_threshold, gt=0, lt=1)
     smoothing_window: PositiveInt = _DEFAULT.smoothing_window
     max_position_pct: float = Field(_DEFAULT.max_position_pct, gt=0, le=1)
     min_trade_value: float = Field(_DEFAULT.min_trade_value, ge=0)

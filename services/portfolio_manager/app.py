@@ -1,4 +1,4 @@
-"""Portfolio manager loop: bars and actions in, ledger events out (docs/step-protocol.md).
+"""Portfolio manager loop: bars and actions in, ledger events out (docs/architecture.md).
 
 The loop only decodes, calls ``core.portfolio``, folds the events with
 ``core.ledger.evolve``, encodes and publishes. On start it rebuilds its state

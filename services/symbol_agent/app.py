@@ -28,7 +28,7 @@ from core.events import (
     ServiceReady,
     event_id,
 )
-from core.features import LOOKBACK, observe_window
+from core.features import HISTORY, observe_window
 from core.rules import TradingRules
 from rl_agents.policies import Policy, make_policy
 from services import kafka
@@ -92,7 +92,7 @@ class SymbolAgent:
         self.policy: Policy = policy or make_policy(agent.policy, window=agent.window)
         self.symbols: tuple[str, ...] = ()
         self.index: dict[str, int] = {}
-        self.window = BarWindow(agent.window + LOOKBACK, 0)
+        self.window = BarWindow(agent.window + HISTORY, 0)
         self.smoothing = SmoothingState.empty(0, rules.smoothing_window)
         self.bars: dict[int, dict[str, BarClosed]] = defaultdict(dict)
         self.snapshots: dict[int, AccountMarked] = {}
@@ -133,7 +133,7 @@ class SymbolAgent:
         if isinstance(event, PortfolioOpened):
             self.symbols = event.symbols
             self.index = {s: i for i, s in enumerate(event.symbols)}
-            self.window = BarWindow(self.agent.window + LOOKBACK, len(event.symbols))
+            self.window = BarWindow(self.agent.window + HISTORY, len(event.symbols))
             self.smoothing = SmoothingState.empty(len(event.symbols), self.rules.smoothing_window)
         elif isinstance(event, BarClosed):
             self.bars[event.step][event.symbol] = event
