@@ -41,20 +41,34 @@ def load_bars(dataset: str) -> BarFrame:
 
 
 def universe(
-    frame: BarFrame, n_symbols: int, *, start: int = 0, steps: int | None = None
+    frame: BarFrame,
+    n_symbols: int,
+    *,
+    start: int = 0,
+    steps: int | None = None,
+    min_coverage: float = 1.0,
 ) -> BarFrame:
-    """The first ``n_symbols`` symbols (alphabetically) with a bar at every step of the span.
+    """The first ``n_symbols`` symbols (alphabetically) with enough bars in the span.
 
     The span is ``steps`` timestamps from ``start`` (all remaining when None).
+    A symbol qualifies when it has a bar at no less than ``min_coverage`` of
+    the span's timestamps (1.0: every one). Timestamps where none of the chosen
+    symbols has a bar are dropped.
     """
+    if not 0.0 < min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
     stop = frame.n_steps if steps is None else min(frame.n_steps, start + steps)
     span = frame.window(start, stop)
-    complete = span.complete_symbols()
-    if len(complete) < n_symbols:
+    coverage = span.present.mean(axis=0)
+    eligible = sorted(
+        s for s, c in zip(span.symbols, coverage.tolist(), strict=True) if c >= min_coverage
+    )
+    if len(eligible) < n_symbols:
         raise BarDataError(
             frame.source,
             None,
-            f"only {len(complete)} symbols have a bar at every one of the {span.n_steps} steps; "
-            f"asked for {n_symbols}",
+            f"only {len(eligible)} symbols have a bar at {min_coverage:.0%} or more of the "
+            f"{span.n_steps} steps; asked for {n_symbols} (lower min_coverage to allow gaps)",
         )
-    return span.select(complete[:n_symbols])
+    chosen = span.select(eligible[:n_symbols])
+    return chosen.window(0, chosen.n_steps)

@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", type=int, default=0, help="first timestamp index")
     demo.add_argument("--steps", type=int, default=None, help="timestamps to replay (all)")
     demo.add_argument(
+        "--min-coverage",
+        type=float,
+        default=1.0,
+        help="share of timestamps a symbol needs a bar at (1: every one; lower it for gappy data)",
+    )
+    demo.add_argument(
         "--bootstrap", default=None, help="use this running broker instead of the local Kafka"
     )
     demo.add_argument(
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 symbols=args.symbols,
                 start=args.start,
                 steps=args.steps,
+                min_coverage=args.min_coverage,
                 bootstrap=args.bootstrap,
                 kafka_port=args.kafka_port,
                 keep_running=args.keep_running,

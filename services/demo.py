@@ -50,6 +50,7 @@ class DemoOptions:
     symbols: int
     start: int
     steps: int | None
+    min_coverage: float = 1.0
     bootstrap: str | None
     kafka_port: int
     keep_running: bool
@@ -176,6 +177,7 @@ def run_demo(options: DemoOptions) -> RunSummary:
             symbols=options.symbols,
             start=options.start,
             steps=options.steps,
+            min_coverage=options.min_coverage,
         )
     )
     print(
@@ -206,6 +208,7 @@ def run_demo(options: DemoOptions) -> RunSummary:
             "TRADINGBOT_REPLAY_DATASET": options.dataset,
             "TRADINGBOT_REPLAY_SYMBOLS": str(options.symbols),
             "TRADINGBOT_REPLAY_START": str(options.start),
+            "TRADINGBOT_REPLAY_MIN_COVERAGE": str(options.min_coverage),
         }
         if options.steps is not None:
             env["TRADINGBOT_REPLAY_STEPS"] = str(options.steps)

@@ -49,6 +49,8 @@ class ReplayConfig(BaseSettings):
     """First timestamp of the span (index into the data set's timestamps)."""
     steps: PositiveInt | None = None
     """Number of timestamps to replay (all remaining when unset)."""
+    min_coverage: float = Field(1.0, gt=0, le=1)
+    """Share of the span's timestamps a symbol needs a bar at (1: every one)."""
     mode: Literal["lockstep"] = "lockstep"
     """Replay mode; lockstep waits for each step to complete."""
     wait_for: tuple[str, ...] = ("portfolio-manager", "symbol-agent")
@@ -66,7 +68,11 @@ class ReplayTimeout(RuntimeError):
 def load_span(config: ReplayConfig) -> BarFrame:
     """The bars this replay emits."""
     return universe(
-        load_bars(config.dataset), config.symbols, start=config.start, steps=config.steps
+        load_bars(config.dataset),
+        config.symbols,
+        start=config.start,
+        steps=config.steps,
+        min_coverage=config.min_coverage,
     )
 
 

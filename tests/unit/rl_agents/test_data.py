@@ -129,3 +129,37 @@ def test_shared_daily_us_equities_load_through_load_bars() -> None:
     assert not frame.present[0, fb]  # listed in 2012
     assert frame.present[-1].all()
     assert set(frame.complete_symbols()) == {"AAPL", "AIG", "BAC", "IBM", "SPY"}
+
+
+def test_universe_with_lower_coverage_admits_gappy_symbols_and_drops_empty_steps() -> None:
+    frame = BarFrame(
+        symbols=("A", "B", "C"),
+        timestamps=np.array([1, 2, 3, 4], dtype=np.int64),
+        open=np.ones((4, 3)),
+        high=np.ones((4, 3)),
+        low=np.ones((4, 3)),
+        close=np.ones((4, 3)),
+        volume=np.ones((4, 3)),
+        present=np.array(
+            [[True, False, True], [True, True, False], [False, False, True], [True, True, True]]
+        ),
+    )
+
+    chosen = universe(frame, 2, min_coverage=0.5)
+
+    # A: 3 of 4 bars, B: 2 of 4, C: 3 of 4; A and B come first alphabetically.
+    assert chosen.symbols == ("A", "B")
+    # At timestamp 3 neither A nor B has a bar: that step is dropped.
+    assert chosen.timestamps.tolist() == [1, 2, 4]
+
+
+def test_shared_minute_bars_replay_with_gaps_allowed() -> None:
+    path = SHARED_DATA / "us_equities_1min_2013-10.csv"
+    if not path.is_file():
+        pytest.skip(f"shared data {path.resolve()} is absent (it lives beside the checkout)")
+
+    frame = universe(load_bars(str(path)), 4, steps=300, min_coverage=0.3)
+
+    assert frame.symbols == ("AIG", "BAC", "IBM", "SPY")
+    assert frame.present.any(axis=1).all()
+    assert not frame.present.all()
