@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo    replay 245 days of 143 real symbols through Kafka, agents and the portfolio manager"
 	@echo "make test    ruff, mypy and the whole test suite (unit, integration, e2e) on a real Kafka"
-	@echo "make bench   benchmark table (benchmarks/run.py)"
+	@echo "make bench   benchmark tables: the lockstep replay (benchmarks/run.py), the envs (benchmarks/envs.py)"
 	@echo "make stop    stop the local Kafka left running by 'make demo DEMO_ARGS=--keep-running'"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -48,8 +48,17 @@ unit: $(STAMP)
 integration: setup
 	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-bench: setup
-	$(VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	@echo "installing the benchmark-only competitors (gym-anytrading, FinRL 0.3.7 without its dependencies) ..."
+	@$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@$(VENV)/bin/python -m pip install -q --no-deps finrl==0.3.7
+	@touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
+	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
 
 stop:
 	@bash $(KAFKA) stop

@@ -13,6 +13,7 @@ from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from core.rules import TradingRules
 
@@ -81,17 +82,39 @@ def smooth(
     their history and get a smoothed action of 0 (hold).
     """
     a = clip_actions(raw)
-    n, window = state.history.shape
+    n = state.history.shape[0]
     if a.shape != (n,):
         raise ActionError(f"expected {n} actions, got shape {a.shape}")
     act = np.ones(n, dtype=np.bool_) if active is None else np.asarray(active, dtype=np.bool_)
-    shifted = np.concatenate([state.history[:, 1:], a[:, None]], axis=1)
-    history = np.where(act[:, None], shifted, state.history)
-    count = np.where(act, np.minimum(state.count + 1, window), state.count)
-    valid = np.arange(window)[None, :] >= (window - count[:, None])
-    total = np.where(valid, history, 0.0).sum(axis=1)
-    smoothed = np.where(act, total / np.maximum(count, 1), 0.0)
+    history, count, smoothed = state.history.copy(), state.count.copy(), np.zeros(n)
+    smooth_into(history, count, a, act, smoothed)
     return SmoothingState(history, count), smoothed
+
+
+@njit(cache=True)
+def smooth_into(
+    history: FloatArray,
+    count: IntArray,
+    raw: FloatArray,
+    active: npt.NDArray[np.bool_],
+    smoothed: FloatArray,
+) -> None:
+    """The smoothing rule in place (the kernel behind ``smooth``); refuses non-finite actions."""
+    n, window = history.shape
+    for i in range(n):
+        if not np.isfinite(raw[i]):
+            raise ValueError("actions must be finite numbers in [-1, 1]")
+        if not active[i]:
+            smoothed[i] = 0.0
+            continue
+        for k in range(window - 1):
+            history[i, k] = history[i, k + 1]
+        history[i, window - 1] = min(1.0, max(-1.0, raw[i]))
+        count[i] = min(count[i] + 1, window)
+        total = 0.0
+        for k in range(window - count[i], window):
+            total += history[i, k]
+        smoothed[i] = total / count[i]
 
 
 def smoothing_for(rules: TradingRules, n_symbols: int) -> SmoothingState:

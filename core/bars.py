@@ -130,6 +130,48 @@ class BarFrame:
             repairs=self.repairs,
         )
 
+    def validate(self) -> BarFrame:
+        """Check the frame's invariants (for frames built by hand); return it or raise.
+
+        Arrays of one shape ``[T, n]``, strictly increasing timestamps, and for
+        every present bar finite positive prices, ``low <= open, close <= high``
+        and a finite, non-negative volume.
+        """
+        shape = (self.n_steps, self.n_symbols)
+        arrays = {
+            "open": self.open, "high": self.high, "low": self.low,
+            "close": self.close, "volume": self.volume, "present": self.present,
+        }  # fmt: skip
+        for name, array in arrays.items():
+            if array.shape != shape:
+                raise BarDataError(
+                    self.source, None, f"{name} has shape {array.shape}, not {shape}"
+                )
+        if self.n_steps > 1 and not np.all(np.diff(self.timestamps) > 0):
+            t = int(np.flatnonzero(np.diff(self.timestamps) <= 0)[0]) + 1
+            raise BarDataError(
+                self.source, None, f"timestamp at step {t} is not after step {t - 1}"
+            )
+        p = self.present
+        with np.errstate(invalid="ignore"):
+            checks = (
+                ("a price is NaN, infinite or not positive",
+                 ~(np.isfinite(self.open) & np.isfinite(self.high) & np.isfinite(self.low)
+                   & np.isfinite(self.close)) | (self.low <= 0)),
+                ("high is below low", self.high < self.low),
+                ("open or close is outside [low, high]",
+                 (self.open < self.low) | (self.open > self.high)
+                 | (self.close < self.low) | (self.close > self.high)),
+                ("volume is NaN, infinite or negative",
+                 ~np.isfinite(self.volume) | (self.volume < 0)),
+            )  # fmt: skip
+        for problem, bad in checks:
+            hit = np.argwhere(p & bad)
+            if hit.size:
+                t, j = (int(x) for x in hit[0])
+                raise BarDataError(self.source, None, f"{self.symbols[j]} at step {t}: {problem}")
+        return self
+
     def complete_symbols(self) -> list[str]:
         """Symbols (sorted) that have a bar at every timestamp of the frame."""
         full = np.flatnonzero(self.present.all(axis=0))

@@ -157,6 +157,7 @@ class Holding:
 
     symbol: str
     quantity: float
+    cost: float
     avg_cost: float
     close: float
     unrealized_pnl: float

@@ -1,9 +1,11 @@
 """Simulated execution: orders decided on bar t fill at bar t+1's open.
 
-One vectorised function, ``execute``, turns the smoothed actions of one step
+One compiled kernel, ``execute_into``, turns the smoothed actions of one step
 into fills and skips for every symbol at once; the portfolio-manager service
-and the gymnasium environments both call it. The rules, in order
-(docs/trading-rules.md):
+(through ``execute``) and the gymnasium environments (through
+``core.simulation.advance``) both run it, so they cannot disagree. It is
+compiled with numba (docs/architecture.md says why); it stays a pure function
+of its inputs. The rules, in order (docs/trading-rules.md):
 
 1. A symbol without a bar at the fill step does not trade (skip ``no_bar``).
 2. Sells first: ``|a|`` of the position at ``open * (1 - slippage)``; no
@@ -18,17 +20,21 @@ and the gymnasium environments both call it. The rules, in order
 5. An order whose notional is below ``min_trade_value`` is skipped
    (``below_min_trade``); quantities are rounded down to ``lot_size``.
 6. The fee is ``fee_rate * notional`` on every fill.
+
+Cash moves in the ledger's order: sells in symbol order, then buys in symbol
+order, each as ``(cash + notional) - fee`` or ``(cash - notional) - fee``, so
+the kernel's cash equals the fold of the ledger's events bit for bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum, IntFlag
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
-from core.actions import ActionKind, classify
 from core.rules import TradingRules
 
 FloatArray = npt.NDArray[np.float64]
@@ -92,15 +98,180 @@ class Execution:
         return self.quantity != 0.0
 
 
+HOLD, BUY, SELL = 0, 1, 2  # ActionKind codes, as plain ints for the kernel
+NO_BAR, NO_POSITION, BELOW_MIN_TRADE, AT_POSITION_CAP, NO_CASH = 1, 2, 3, 4, 5
+CAPPED, SHORT_OF_CASH = 1, 2
+
+
 def fill_prices(open_px: FloatArray, rules: TradingRules) -> tuple[FloatArray, FloatArray]:
     """Return (buy price, sell price) at the open with slippage against the trader."""
     return open_px * (1.0 + rules.slippage_rate), open_px * (1.0 - rules.slippage_rate)
 
 
-def _round_lot(quantity: FloatArray, lot: float) -> FloatArray:
+@njit(cache=True)
+def _round_lot(quantity: float, lot: float) -> float:
     if lot <= 0.0:
         return quantity
-    return np.floor(quantity / lot) * lot
+    return float(np.floor(quantity / lot) * lot)
+
+
+@njit(cache=True)
+def execute_into(  # noqa: PLR0913 - a kernel takes its buffers
+    target: FloatArray,
+    position: FloatArray,
+    cash: float,
+    open_px: FloatArray,
+    last_close: FloatArray,
+    hold: float,
+    max_pct: float,
+    min_trade: float,
+    fee_rate: float,
+    slippage: float,
+    lot: float,
+    safety: float,
+    kind: npt.NDArray[np.int8],
+    quantity: FloatArray,
+    price: FloatArray,
+    notional: FloatArray,
+    fee: FloatArray,
+    requested: FloatArray,
+    skip: npt.NDArray[np.int8],
+    clip: npt.NDArray[np.int8],
+) -> float:
+    """Fill one step's orders into the output arrays; return the cash after the fills."""
+    n = target.shape[0]
+    equity_open = cash
+    for i in range(n):
+        a = min(1.0, max(-1.0, target[i]))
+        kind[i] = BUY if a >= hold else SELL if a <= -hold else HOLD
+        quantity[i] = 0.0
+        price[i] = np.nan
+        notional[i] = 0.0
+        fee[i] = 0.0
+        requested[i] = 0.0
+        skip[i] = 0
+        clip[i] = 0
+        tradable = np.isfinite(open_px[i]) and open_px[i] > 0.0
+        if position[i] > 0.0:
+            equity_open += position[i] * (open_px[i] if tradable else last_close[i])
+        if kind[i] != HOLD and not tradable:
+            skip[i] = NO_BAR
+
+    # Sells first: |a| of the position.
+    available = cash
+    for i in range(n):
+        if kind[i] != SELL or skip[i] != 0:
+            continue
+        if position[i] <= 0.0:
+            skip[i] = NO_POSITION
+            continue
+        a = max(-1.0, target[i])
+        requested[i] = a * position[i]
+        q = min(_round_lot(-a * position[i], lot), position[i])
+        px = open_px[i] * (1.0 - slippage)
+        if q <= 0.0 or q * px < min_trade:
+            skip[i] = BELOW_MIN_TRADE
+            continue
+        quantity[i] = -q
+        price[i] = px
+        notional[i] = q * px
+        fee[i] = notional[i] * fee_rate
+        available += notional[i] * (1.0 - fee_rate)
+
+    # Buys: a * cash, capped by the position limit, then scaled pro rata to the cash.
+    cost = 0.0
+    for i in range(n):
+        if kind[i] != BUY or skip[i] != 0:
+            continue
+        a = min(1.0, target[i])
+        px = open_px[i] * (1.0 + slippage)
+        wanted = a * available / (1.0 + fee_rate) / px
+        requested[i] = wanted
+        room = max(0.0, max_pct * equity_open - position[i] * open_px[i]) / open_px[i]
+        if room <= 0.0:
+            skip[i] = AT_POSITION_CAP
+            continue
+        if available <= 0.0:
+            skip[i] = NO_CASH
+            continue
+        if wanted > room:
+            wanted = room
+            clip[i] = CAPPED
+        quantity[i] = wanted
+        cost += wanted * px * (1.0 + fee_rate)
+    budget = available * (1.0 - safety)
+    scale = budget / cost if cost > budget else 1.0
+    short_of_cash = cost > available
+    for i in range(n):
+        if kind[i] != BUY or skip[i] != 0:
+            continue
+        px = open_px[i] * (1.0 + slippage)
+        q = _round_lot(quantity[i] * scale, lot)
+        if short_of_cash:
+            clip[i] |= SHORT_OF_CASH
+        if q <= 0.0 or q * px < min_trade:
+            skip[i] = BELOW_MIN_TRADE
+            clip[i] = 0
+            quantity[i] = 0.0
+            continue
+        quantity[i] = q
+        price[i] = px
+        notional[i] = q * px
+        fee[i] = notional[i] * fee_rate
+
+    # Cash in the ledger's order: sells, then buys.
+    after = cash
+    for i in range(n):
+        if quantity[i] < 0.0:
+            after = after + notional[i] - fee[i]
+    for i in range(n):
+        if quantity[i] > 0.0:
+            after = after - notional[i] - fee[i]
+    return after
+
+
+@njit(cache=True)
+def apply_into(
+    quantity: FloatArray,
+    notional: FloatArray,
+    fee: FloatArray,
+    position: FloatArray,
+    cost: FloatArray,
+    realized: FloatArray,
+) -> None:
+    """Apply one step's fills to positions and cost bases, as ``core.ledger.evolve`` does.
+
+    ``realized`` receives each sell's realised P&L (0 elsewhere).
+    """
+    for i in range(quantity.shape[0]):
+        realized[i] = 0.0
+        q = quantity[i]
+        if q > 0.0:
+            position[i] = position[i] + q
+            cost[i] = cost[i] + notional[i] + fee[i]
+        elif q < 0.0:
+            held = position[i]
+            sold = min(-q, held)
+            avg = cost[i] / held if held > 0.0 else 0.0
+            cost_sold = avg * sold
+            realized[i] = notional[i] - fee[i] - cost_sold
+            remaining = held - sold
+            if remaining > 0.0:
+                position[i] = remaining
+                cost[i] = cost[i] - cost_sold
+            else:
+                position[i] = 0.0
+                cost[i] = 0.0
+
+
+@njit(cache=True)
+def mark_equity(cash: float, position: FloatArray, close: FloatArray) -> float:
+    """Cash plus every held position at its close, summed in symbol order."""
+    value = 0.0
+    for i in range(position.shape[0]):
+        if position[i] > 0.0:
+            value += position[i] * close[i]
+    return cash + value
 
 
 def execute(
@@ -118,82 +289,46 @@ def execute(
     each symbol's latest known close, used to value positions that cannot
     trade. ``position`` is the quantity held (never negative).
     """
-    a = np.clip(np.asarray(target, dtype=np.float64), -1.0, 1.0)
+    a = np.ascontiguousarray(target, dtype=np.float64)
     n = a.shape[0]
-    kind = classify(a, rules.hold_threshold)
-    tradable = np.isfinite(open_px) & (open_px > 0)
-    skip = np.zeros(n, dtype=np.int8)
-    clip = np.zeros(n, dtype=np.int8)
-    has_order = kind != ActionKind.HOLD
-    skip[has_order & ~tradable] = SkipReason.NO_BAR
-
-    px = np.where(tradable, open_px, 0.0)
-    mark = np.where(tradable, open_px, last_close)
-    buy_px, sell_px = fill_prices(px, rules)
-    quantity = np.zeros(n)
-    requested = np.zeros(n)
-    price = np.full(n, np.nan)
-
-    # Sells: a fraction |a| of the position.
-    sell = (kind == ActionKind.SELL) & tradable
-    no_position = sell & (position <= 0.0)
-    skip[no_position] = SkipReason.NO_POSITION
-    sell &= ~no_position
-    sell_q = np.where(sell, _round_lot(-a * np.where(sell, position, 0.0), rules.lot_size), 0.0)
-    requested[sell] = a[sell] * position[sell]
-    small = sell & ((sell_q <= 0.0) | (sell_q * sell_px < rules.min_trade_value))
-    skip[small] = SkipReason.BELOW_MIN_TRADE
-    sell &= ~small
-    quantity[sell] = -sell_q[sell]
-    price[sell] = sell_px[sell]
-    sell_notional = np.where(sell, sell_q * sell_px, 0.0)
-    cash_available = cash + float(np.sum(sell_notional * (1.0 - rules.fee_rate)))
-
-    # Buys: a * cash, capped by the position limit, then scaled pro rata to the cash.
-    buy = (kind == ActionKind.BUY) & tradable
-    # Only held positions are marked: a symbol with no bar yet has last_close NaN.
-    held_value = np.where(position > 0.0, position * mark, 0.0)
-    equity_open = cash + float(np.sum(held_value))
-    safe_px = np.where(buy, buy_px, 1.0)
-    wanted_q = np.where(buy, a * cash_available / (1.0 + rules.fee_rate) / safe_px, 0.0)
-    requested[buy] = wanted_q[buy]
-    room_q = np.maximum(0.0, rules.max_position_pct * equity_open - held_value) / np.where(
-        buy, px, 1.0
+    out = Execution(
+        kind=np.zeros(n, dtype=np.int8),
+        quantity=np.zeros(n),
+        price=np.zeros(n),
+        notional=np.zeros(n),
+        fee=np.zeros(n),
+        requested_quantity=np.zeros(n),
+        skip=np.zeros(n, dtype=np.int8),
+        clip=np.zeros(n, dtype=np.int8),
+        cash_after=0.0,
     )
-    at_cap = buy & (room_q <= 0.0)
-    skip[at_cap] = SkipReason.AT_POSITION_CAP
-    buy &= ~at_cap
-    no_cash = buy & (cash_available <= 0.0)
-    skip[no_cash] = SkipReason.NO_CASH
-    buy &= ~no_cash
-    capped = buy & (wanted_q > room_q)
-    clip[capped] |= ClipReason.POSITION_CAP
-    buy_q = np.where(buy, np.minimum(wanted_q, room_q), 0.0)
-    cost = float(np.sum(buy_q * buy_px * (1.0 + rules.fee_rate)))
-    budget = cash_available * (1.0 - rules.cash_safety)
-    if cost > budget:
-        buy_q = buy_q * (budget / cost)
-        if cost > cash_available:  # not when only the safety margin was taken off
-            clip[buy] |= ClipReason.INSUFFICIENT_CASH
-    buy_q = _round_lot(buy_q, rules.lot_size)
-    small = buy & ((buy_q <= 0.0) | (buy_q * buy_px < rules.min_trade_value))
-    skip[small] = SkipReason.BELOW_MIN_TRADE
-    clip[small] = ClipReason.NONE
-    buy &= ~small
-    quantity[buy] = buy_q[buy]
-    price[buy] = buy_px[buy]
+    cash_after = execute_into(
+        a,
+        np.ascontiguousarray(position, dtype=np.float64),
+        float(cash),
+        np.ascontiguousarray(open_px, dtype=np.float64),
+        np.ascontiguousarray(last_close, dtype=np.float64),
+        *kernel_rules(rules),
+        out.kind,
+        out.quantity,
+        out.price,
+        out.notional,
+        out.fee,
+        out.requested_quantity,
+        out.skip,
+        out.clip,
+    )
+    return replace(out, cash_after=float(cash_after))
 
-    notional = np.where(quantity != 0.0, np.abs(quantity) * np.nan_to_num(price), 0.0)
-    fee = notional * rules.fee_rate
-    cash_after = cash + float(np.sum(np.where(quantity < 0, notional - fee, -(notional + fee))))
-    return Execution(
-        kind=kind,
-        quantity=quantity,
-        price=price,
-        notional=notional,
-        fee=fee,
-        requested_quantity=requested,
-        skip=skip,
-        clip=clip,
-        cash_after=cash_after,
+
+def kernel_rules(rules: TradingRules) -> tuple[float, float, float, float, float, float, float]:
+    """The rules as the kernel's scalar arguments, in its order."""
+    return (
+        rules.hold_threshold,
+        rules.max_position_pct,
+        rules.min_trade_value,
+        rules.fee_rate,
+        rules.slippage_rate,
+        rules.lot_size,
+        rules.cash_safety,
     )

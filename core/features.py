@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -102,11 +103,30 @@ def account_features(
     equity: float,
 ) -> FloatArray:
     """Per-symbol ``[n, 3]``: position value / equity, cash / equity, unrealised return."""
-    value = quantity * np.nan_to_num(close)
-    eq = equity if equity > 0 else 1.0
-    unrealized = np.where(cost > 0, value / np.where(cost > 0, cost, 1.0) - 1.0, 0.0)
-    n = quantity.shape[0]
-    return np.stack([value / eq, np.full(n, cash / eq), np.clip(unrealized, -CLIP, CLIP)], axis=1)
+    out = np.zeros((quantity.shape[0], len(ACCOUNT_FEATURES)))
+    account_into(quantity, close, cost, float(cash), float(equity), out, 0)
+    return out
+
+
+@njit(cache=True)
+def account_into(
+    quantity: FloatArray,
+    close: FloatArray,
+    cost: FloatArray,
+    cash: float,
+    equity: float,
+    out: npt.NDArray[np.floating],
+    column: int,
+) -> None:
+    """The account features written into ``out[:, column:column + 3]`` (the kernel)."""
+    eq = equity if equity > 0.0 else 1.0
+    for i in range(quantity.shape[0]):
+        price = close[i] if np.isfinite(close[i]) else 0.0
+        value = quantity[i] * price
+        unrealized = value / cost[i] - 1.0 if cost[i] > 0.0 else 0.0
+        out[i, column] = value / eq
+        out[i, column + 1] = cash / eq
+        out[i, column + 2] = min(CLIP, max(-CLIP, unrealized))
 
 
 def observation(window_features: FloatArray, account: FloatArray) -> npt.NDArray[np.float32]:
@@ -142,3 +162,30 @@ def observe_window(
         quantity=quantity, close=last_close, cost=cost, cash=cash, equity=equity
     )
     return observation(np.transpose(feats, (1, 0, 2)), account)
+
+
+def window_features(
+    *,
+    open_px: FloatArray,
+    high: FloatArray,
+    low: FloatArray,
+    close: FloatArray,
+    volume: FloatArray,
+    present: BoolArray,
+    window: int,
+) -> npt.NDArray[np.float32]:
+    """Every step's feature window ``[T, n, window*F]`` (float32), precomputed once.
+
+    Row t holds the features of steps t-window+1 .. t, oldest first, with
+    zeros before the first step: the same layout and values as
+    ``observe_window`` gives a serving agent at step t.
+    """
+    feats = bar_features(
+        open_px=open_px, high=high, low=low, close=close, volume=volume, present=present
+    )
+    t, n, f = feats.shape
+    padded = np.concatenate([np.zeros((window - 1, n, f)), feats], axis=0)
+    out = np.empty((t, n, window * f), dtype=np.float32)
+    for w in range(window):
+        out[:, :, w * f : (w + 1) * f] = padded[w : w + t]
+    return out

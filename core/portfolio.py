@@ -85,7 +85,10 @@ def fill_pending(
         rules=rules,
     )
     events: list[Event] = []
-    for i, symbol in enumerate(symbols):
+    # The ledger's order: sells in symbol order, then buys (see core.execution).
+    sells_first = sorted(range(len(symbols)), key=lambda i: result.kind[i] != ActionKind.SELL)
+    for i in sells_first:
+        symbol = symbols[i]
         order = state.pending.get(symbol)
         if order is None:
             continue
@@ -146,6 +149,7 @@ def mark(
             Holding(
                 symbol=symbol,
                 quantity=position.quantity,
+                cost=position.cost,
                 avg_cost=position.avg_cost,
                 close=close,
                 unrealized_pnl=market - position.cost,

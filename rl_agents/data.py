@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.resources
 import io
@@ -18,6 +19,7 @@ DEFAULT_UNIVERSE = 143
 """Fleet size of the original plan."""
 
 
+@functools.lru_cache(maxsize=4)
 def load_bars(dataset: str) -> BarFrame:
     """Load ``bytetheory`` (bundled) or a CSV / CSV.gz file of the shared layout."""
     if dataset == BYTETHEORY:

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from core.features import FEATURE_NAMES, N_BAR_FEATURES
+from core.features import ACCOUNT_FEATURES, FEATURE_NAMES, N_BAR_FEATURES
 
 Observations = npt.NDArray[np.float32]
 Actions = npt.NDArray[np.float64]
@@ -52,8 +52,44 @@ class MomentumPolicy:
         return np.tanh(self.gain * momentum)
 
 
+class ProbePolicy:
+    """A deterministic policy that exercises every rule: for parity tests and benchmarks.
+
+    Each action is a hash of the observation's float32 bit patterns (integer
+    arithmetic, so it does not depend on summation order), spread uniformly
+    over [-1, 1]: it buys, sells and holds, and the minimum trade stops some
+    orders. A symbol whose position is above ``press`` of equity is bought
+    with 1.0 until the position cap stops it. Equal observations give equal
+    actions, bit for bit.
+    """
+
+    name = "probe"
+    version = "1"
+
+    def __init__(self, seed: int = 7, press: float = 0.08) -> None:
+        self.seed = seed
+        self.press = press
+        self._weights: npt.NDArray[np.uint64] | None = None
+
+    def act(self, observations: Observations) -> Actions:
+        """One action per row."""
+        obs = np.ascontiguousarray(observations, dtype=np.float32)
+        weights = self._weights
+        if weights is None or weights.shape[0] != obs.shape[1]:
+            rng = np.random.default_rng(self.seed)
+            weights = np.asarray(rng.integers(1, 2**31, size=obs.shape[1]), dtype=np.uint64)
+            self._weights = weights
+        bits = obs.view(np.uint32).astype(np.uint64)
+        mixed = (bits * weights).sum(axis=1, dtype=np.uint64) % np.uint64(2001)
+        actions = mixed.astype(np.float64) / 1000.0 - 1.0
+        position_share = obs[:, -len(ACCOUNT_FEATURES)]
+        return np.where(position_share > self.press, 1.0, actions)
+
+
 def make_policy(name: str, *, window: int) -> Policy:
     """The policy registered under ``name``."""
     if name == "momentum":
         return MomentumPolicy(window=window)
-    raise ValueError(f"unknown policy {name!r} (known: momentum)")
+    if name == "probe":
+        return ProbePolicy()
+    raise ValueError(f"unknown policy {name!r} (known: momentum, probe)")

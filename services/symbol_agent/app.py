@@ -168,7 +168,7 @@ class SymbolAgent:
         for holding in snapshot.holdings:
             j = self.index[holding.symbol]
             quantity[j] = holding.quantity
-            cost[j] = holding.quantity * holding.avg_cost
+            cost[j] = holding.cost
         o, h, lo, c, v = self.window.ohlcv
         obs = observe_window(
             open_px=o,

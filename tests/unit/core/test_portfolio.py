@@ -123,7 +123,8 @@ def test_decided_orders_fill_at_the_next_open() -> None:
     )
 
     # A buys 0.1 of the cash: 1_000 with the fee at 50 * 1.0005; C has no position to sell.
-    fill, skip = events
+    # Sells come first in the ledger (then buys), each side in symbol order.
+    skip, fill = events
     assert isinstance(fill, OrderFilled) and isinstance(skip, OrderSkipped)
     assert (fill.symbol, fill.side, fill.step) == ("A", "buy", 1)
     assert fill.event_id == f"{RUN}/1/fill/A"

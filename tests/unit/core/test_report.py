@@ -90,6 +90,7 @@ def holding(quantity: float, cost: float, close: float) -> Holding:
     return Holding(
         symbol="A",
         quantity=quantity,
+        cost=cost,
         avg_cost=cost / quantity,
         close=close,
         unrealized_pnl=quantity * close - cost,

@@ -115,7 +115,12 @@ def one_of_each() -> dict[str, Event | DeadLettered]:
             equity=100_012.5,
             holdings=(
                 Holding(
-                    symbol="SPY", quantity=38.3, avg_cost=391.83, close=392.5, unrealized_pnl=25.661
+                    symbol="SPY",
+                    quantity=38.3,
+                    cost=15_007.089,
+                    avg_cost=391.83,
+                    close=392.5,
+                    unrealized_pnl=25.661,
                 ),
             ),
         ),
@@ -253,7 +258,9 @@ def test_version_zero_is_rejected() -> None:
 
 def test_unregistered_type_cannot_be_encoded() -> None:
     with pytest.raises(CodecError, match="not a registered wire type"):
-        CODEC.encode(Holding(symbol="A", quantity=1.0, avg_cost=1.0, close=1.0, unrealized_pnl=0.0))
+        CODEC.encode(
+            Holding(symbol="A", quantity=1.0, cost=1.0, avg_cost=1.0, close=1.0, unrealized_pnl=0.0)
+        )
 
 
 def test_type_cannot_be_registered_twice() -> None:
