@@ -87,9 +87,9 @@ class ProbePolicy:
 
 
 def make_policy(name: str, *, window: int) -> Policy:
-    """The policy registered under ``name``."""
+    """The policy registered under ``name`` (momentum looks back at most ``window`` bars)."""
     if name == "momentum":
-        return MomentumPolicy(window=window)
+        return MomentumPolicy(window=window, lookback=min(window, 5))
     if name == "probe":
         return ProbePolicy()
     raise ValueError(f"unknown policy {name!r} (known: momentum, probe)")

@@ -73,6 +73,7 @@ class MarketEngine:
         self._ruin = config.ruin_fraction * config.rules.initial_cash
         self.t = 0
         self.end = 0
+        self.done = True
 
     @property
     def last_step(self) -> int:
@@ -84,6 +85,7 @@ class MarketEngine:
         if not 0 <= start < self.last_step:
             raise EnvDataError(f"start {start} must be in [0, {self.last_step})")
         self.t = start
+        self.done = False
         self.end = self.last_step if length is None else min(self.last_step, start + length)
         self.smoothing.history[:] = 0.0
         self.smoothing.count[:] = 0
@@ -108,7 +110,7 @@ class MarketEngine:
     def step(self, raw: FloatArray) -> tuple[npt.NDArray[np.float32], float, bool, bool]:
         """Decide on the current bar with ``raw``; return (observation, reward, terminated,
         truncated) of the next bar."""
-        if self.t >= self.end:
+        if self.done:
             raise RuntimeError("the episode is over: call reset() before step()")
         previous = self.equity
         self.cash, self.equity = advance(
@@ -119,11 +121,14 @@ class MarketEngine:
             self.requested, self.skip, self.clip, self.realized, self.observation,
         )  # fmt: skip
         self.t += 1
+        terminated = self.equity < self._ruin
+        truncated = self.t >= self.end
+        self.done = terminated or truncated
         return (
             self.observation.copy(),
             float(self.config.reward(previous, self.equity)),
-            self.equity < self._ruin,
-            self.t >= self.end,
+            terminated,
+            truncated,
         )
 
 

@@ -51,15 +51,18 @@ class ActionSpaceMigrator:
 
     def to_continuous(self, discrete: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Raw continuous actions for discrete ones (any shape)."""
-        index = np.asarray(discrete, dtype=np.int64)
-        if np.any((index < 0) | (index >= len(CONTINUOUS_VALUE))):
-            raise ValueError(f"discrete actions must be in 0..6, got {np.unique(index)}")
+        values = np.asarray(discrete)
+        index = values.astype(np.int64)
+        if np.any(index != values) or np.any((index < 0) | (index >= len(CONTINUOUS_VALUE))):
+            raise ValueError(f"discrete actions must be integers in 0..6, got {np.unique(values)}")
         return CONTINUOUS_VALUE[index]
 
     def to_discrete(self, continuous: npt.ArrayLike) -> npt.NDArray[np.int64]:
-        """The nearest discrete action of continuous ones; the hold zone maps to HOLD."""
+        """The hold zone maps to HOLD; any other action to the nearest buy or sell."""
         a = np.asarray(continuous, dtype=np.float64)
-        nearest = np.abs(a[..., None] - CONTINUOUS_VALUE).argmin(axis=-1)
+        distance = np.abs(a[..., None] - CONTINUOUS_VALUE)
+        distance[..., DiscreteAction.HOLD] = np.inf  # outside the hold zone, never HOLD
+        nearest = distance.argmin(axis=-1)
         return np.where(np.abs(a) < self.hold_threshold, DiscreteAction.HOLD, nearest)
 
 
