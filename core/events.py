@@ -182,6 +182,35 @@ class PortfolioClosed(Event):
     final_equity: float
 
 
+# --- monitor.alerts ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollapseDetected(Event):
+    """An agent's action statistics crossed a collapse threshold."""
+
+    agent: str
+    metric: str
+    severity: str
+    value: float
+    threshold: float
+    window: str
+    actions: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollapseResolved(Event):
+    """An open collapse alert cleared: the statistic is back on the safe side."""
+
+    agent: str
+    metric: str
+    severity: str
+    value: float
+    threshold: float
+    window: str
+    actions: int
+
+
 def event_id(run_id: str, step: int, kind: str, symbol: str = "") -> str:
     """Deterministic id of the event of ``kind`` for ``symbol`` at ``step`` of a run."""
     return f"{run_id}/{step}/{kind}/{symbol}" if symbol else f"{run_id}/{step}/{kind}"

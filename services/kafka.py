@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from core.events import Event
+from services.metrics import ServiceMetrics
 from streams.codec import CODEC, CodecError, DeadLettered
 from streams.topics import ALL_TOPICS, Topic
 
@@ -113,9 +114,12 @@ async def assign(
 class DeadLetters:
     """Sends records that cannot be used to ``<topic>.dlq`` with the reason."""
 
-    def __init__(self, client: AIOKafkaProducer, service: str) -> None:
+    def __init__(
+        self, client: AIOKafkaProducer, service: str, metrics: ServiceMetrics | None = None
+    ) -> None:
         self._producer = client
         self._service = service
+        self._metrics = metrics
         self.count = 0
 
     async def send(self, record: ConsumerRecord, reason: str) -> None:
@@ -134,6 +138,8 @@ class DeadLetters:
             f"{record.topic}.dlq", CODEC.encode(letter), key=record.key
         )
         self.count += 1
+        if self._metrics is not None:
+            self._metrics.dead_letters.labels(self._service, record.topic).inc()
 
 
 async def poll(

@@ -14,7 +14,7 @@ from core.rules import TradingRules
 from rl_agents.policies import Policy
 from services.config import KafkaConfig
 from services.market_replay.app import MarketReplay, ReplayConfig
-from services.portfolio_manager.app import PortfolioManager
+from services.portfolio_manager.app import PortfolioConfig, PortfolioManager
 from services.symbol_agent.app import AgentConfig, SymbolAgent
 
 
@@ -31,9 +31,9 @@ async def run_lockstep(
     """Replay ``frame`` through the pipeline; return the final ledger state and the seconds."""
     rules = rules or TradingRules()
     config = KafkaConfig(bootstrap=bootstrap, run_id=run_id)
-    manager = PortfolioManager(config, rules)
-    symbol_agent = SymbolAgent(config, agent or AgentConfig(), rules, policy)
-    replay = MarketReplay(config, ReplayConfig(dataset=frame.source), frame)
+    manager = PortfolioManager(config, rules, PortfolioConfig(metrics_port=0))
+    symbol_agent = SymbolAgent(config, agent or AgentConfig(metrics_port=0), rules, policy)
+    replay = MarketReplay(config, ReplayConfig(dataset=frame.source, metrics_port=0), frame)
     tasks = [
         asyncio.ensure_future(manager.serve()),
         asyncio.ensure_future(symbol_agent.serve()),

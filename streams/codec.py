@@ -21,6 +21,8 @@ from core.events import (
     AccountMarked,
     ActionDecided,
     BarClosed,
+    CollapseDetected,
+    CollapseResolved,
     DecisionRecorded,
     Event,
     OrderFilled,
@@ -163,6 +165,8 @@ def default_codec() -> Codec:
         ("account_marked", AccountMarked),
         ("portfolio_closed", PortfolioClosed),
         ("dead_lettered", DeadLettered),
+        ("collapse_detected", CollapseDetected),
+        ("collapse_resolved", CollapseResolved),
     ):
         codec.register(name, cls)
     return codec

@@ -30,6 +30,8 @@ from core.events import (
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, load_bars, universe
 from services import kafka
 from services.config import KafkaConfig
+from services.market_replay.metrics import ReplayMetrics
+from services.metrics import ServiceMetrics
 from streams.topics import MARKET_BARS, SIM_CLOCK
 
 SERVICE = "market-replay"
@@ -59,6 +61,8 @@ class ReplayConfig(BaseSettings):
     step_timeout_s: PositiveFloat = 120.0
     progress: bool = False
     """Show a progress bar on stderr."""
+    metrics_port: int = Field(9101, ge=0, le=65535)
+    """Port of /metrics on 127.0.0.1 (0: none)."""
 
 
 class ReplayTimeout(RuntimeError):
@@ -113,6 +117,8 @@ class MarketReplay:
         self.config = config
         self.replay = replay
         self.frame = frame
+        self.service_metrics = ServiceMetrics(SERVICE)
+        self.metrics = ReplayMetrics(self.service_metrics.registry)
 
     async def serve(self) -> float:
         """Replay every step; return the seconds the steps took."""
@@ -124,7 +130,8 @@ class MarketReplay:
             await kafka.start(clock, cfg.bootstrap)
             try:
                 await kafka.assign(clock, [SIM_CLOCK.name], from_beginning=True)
-                dead_letters = kafka.DeadLetters(producer, SERVICE)
+                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+                self.service_metrics.serve(self.replay.metrics_port)
                 waiting = set(self.replay.wait_for)
 
                 def all_ready(event: Event) -> bool:
@@ -155,6 +162,7 @@ class MarketReplay:
                 for step in tqdm(
                     steps, desc="replay", unit="step", disable=not self.replay.progress
                 ):
+                    step_began = time.perf_counter()
                     bars = step_bars(frame, cfg.run_id, step)
                     await kafka.publish_keyed(
                         producer, MARKET_BARS.name, [(b.symbol, b) for b in bars]
@@ -166,6 +174,10 @@ class MarketReplay:
                         partial(_completes, step),
                         f"step {step} was not completed by the portfolio manager",
                     )
+                    self.metrics.step_seconds.observe(time.perf_counter() - step_began)
+                    self.metrics.steps.inc()
+                    self.metrics.bars.inc(len(bars))
+                    self.metrics.progress.set((step + 1) / frame.n_steps)
                 elapsed = time.perf_counter() - began
                 finished = ReplayFinished(
                     event_id=event_id(cfg.run_id, frame.n_steps, "replay-finished"),

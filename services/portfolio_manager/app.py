@@ -7,11 +7,14 @@ from its own ``portfolio.events``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.events import (
     ActionDecided,
@@ -34,10 +37,23 @@ from core.portfolio import (
 from core.rules import TradingRules
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
+from services.metrics import ServiceMetrics
+from services.portfolio_manager.metrics import PortfolioMetrics
 from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "portfolio-manager"
 log = logging.getLogger(SERVICE)
+
+
+class PortfolioConfig(BaseSettings):
+    """Portfolio-manager settings (``TRADINGBOT_PORTFOLIO_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADINGBOT_PORTFOLIO_", frozen=True, extra="ignore"
+    )
+
+    metrics_port: int = Field(9103, ge=0, le=65535)
+    """Port of /metrics on 127.0.0.1 (0: none)."""
 
 
 @dataclass
@@ -54,10 +70,15 @@ class _Run:
 class PortfolioManager:
     """Applies the step protocol to one run's portfolio."""
 
-    def __init__(self, config: KafkaConfig, rules: TradingRules) -> None:
+    def __init__(
+        self, config: KafkaConfig, rules: TradingRules, portfolio: PortfolioConfig | None = None
+    ) -> None:
         self.config = config
         self.rules = rules
+        self.portfolio = portfolio or PortfolioConfig()
         self.run = _Run(PortfolioState())
+        self.service_metrics = ServiceMetrics(SERVICE)
+        self.metrics = PortfolioMetrics(self.service_metrics.registry, rules.periods_per_year)
 
     async def serve(self) -> PortfolioState:
         """Run until the portfolio of this run is closed; return its final state."""
@@ -74,7 +95,9 @@ class PortfolioManager:
                     log.info("run %s is already closed", cfg.run_id)
                     return self.run.state
                 await kafka.assign(consumer, [SIM_CLOCK.name, MARKET_BARS.name, AGENT_ACTIONS.name])
-                dead_letters = kafka.DeadLetters(producer, SERVICE)
+                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+                self.service_metrics.serve(self.portfolio.metrics_port)
+                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
                 ready = ServiceReady(
                     event_id=f"{cfg.run_id}/ready/{SERVICE}",
                     cause_id=cfg.run_id,
@@ -83,9 +106,12 @@ class PortfolioManager:
                     service=SERVICE,
                 )
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
-                while not self.run.state.closed:
-                    for item in await kafka.poll(consumer, dead_letters):
-                        await self._handle(item, producer, dead_letters)
+                try:
+                    while not self.run.state.closed:
+                        for item in await kafka.poll(consumer, dead_letters):
+                            await self._handle(item, producer, dead_letters)
+                finally:
+                    lag.cancel()
                 return self.run.state
             finally:
                 await consumer.stop()
@@ -223,8 +249,9 @@ class PortfolioManager:
         """Publish events to the ledger, then fold them into the state."""
         await kafka.publish(producer, PORTFOLIO_EVENTS.name, self.config.portfolio_id, events)
         self.run.state = fold(events, self.run.state)
+        self.metrics.observe(events, self.run.state)
 
 
 async def main() -> PortfolioState:
     """Entry point of the service process."""
-    return await PortfolioManager(KafkaConfig(), RulesConfig().rules()).serve()
+    return await PortfolioManager(KafkaConfig(), RulesConfig().rules(), PortfolioConfig()).serve()

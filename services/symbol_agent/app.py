@@ -8,16 +8,18 @@ For each step it waits for every bar of the step and the portfolio's
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.actions import SmoothingState, smooth
+from core.actions import SmoothingState, classify, smooth
 from core.events import (
     AccountMarked,
     ActionDecided,
@@ -33,6 +35,8 @@ from core.rules import TradingRules
 from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
+from services.metrics import ServiceMetrics
+from services.symbol_agent.metrics import AgentMetrics
 from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "symbol-agent"
@@ -49,6 +53,8 @@ class AgentConfig(BaseSettings):
     """Name of the policy to serve."""
     window: PositiveInt = 10
     """Bars of features in an observation."""
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    """Port of /metrics on 127.0.0.1 (0: none)."""
 
 
 @dataclass
@@ -98,6 +104,8 @@ class SymbolAgent:
         self.snapshots: dict[int, AccountMarked] = {}
         self.next_step = 0
         self.closed = False
+        self.service_metrics = ServiceMetrics(SERVICE)
+        self.metrics = AgentMetrics(self.service_metrics.registry)
 
     async def serve(self) -> None:
         """Run until this run's portfolio is closed."""
@@ -109,7 +117,9 @@ class SymbolAgent:
             await kafka.start(consumer, cfg.bootstrap)
             try:
                 await kafka.assign(consumer, [MARKET_BARS.name, PORTFOLIO_EVENTS.name])
-                dead_letters = kafka.DeadLetters(producer, SERVICE)
+                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+                self.service_metrics.serve(self.agent.metrics_port)
+                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
                 ready = ServiceReady(
                     event_id=f"{cfg.run_id}/ready/{SERVICE}",
                     cause_id=cfg.run_id,
@@ -118,10 +128,13 @@ class SymbolAgent:
                     service=SERVICE,
                 )
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
-                while not self.closed:
-                    for item in await kafka.poll(consumer, dead_letters):
-                        self._take(item.event)
-                    await self._decide_ready_steps(producer)
+                try:
+                    while not self.closed:
+                        for item in await kafka.poll(consumer, dead_letters):
+                            self._take(item.event)
+                        await self._decide_ready_steps(producer)
+                finally:
+                    lag.cancel()
             finally:
                 await consumer.stop()
         finally:
@@ -183,9 +196,18 @@ class SymbolAgent:
             cash=snapshot.cash,
             equity=snapshot.equity,
         )
+        began = time.perf_counter()
         raw = self.policy.act(obs)
+        self.metrics.latency.observe(time.perf_counter() - began)
+        self.metrics.batch_size.observe(len(obs))
         active = self.window.present[-1]
         self.smoothing, smoothed = smooth(self.smoothing, raw, active)
+        for kind, count in zip(
+            ("hold", "buy", "sell"),
+            np.bincount(classify(smoothed[active], self.rules.hold_threshold), minlength=3),
+            strict=True,
+        ):
+            self.metrics.actions.labels(kind).inc(int(count))
         event_time = next(iter(bars.values())).event_time
         return [
             ActionDecided(

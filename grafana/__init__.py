@@ -1,0 +1,1 @@
+"""Grafana dashboards of the stack, generated as code (see grafana/README.md)."""

@@ -1,0 +1,1 @@
+"""The collapse detector: a faust stream processor over every agent's actions."""

@@ -1,0 +1,254 @@
+"""The collapse detector: a faust app over ``agent.actions`` and the fills of the ledger.
+
+Per agent (and run) it keeps an ``ActionWindow`` of ``core.collapse`` (the
+last 1,000 actions, within 30 days of replay time), updates it for every
+action and fill, exports every statistic to Prometheus and emits
+``CollapseDetected`` / ``CollapseResolved`` on ``monitor.alerts`` when a
+threshold is crossed: one open alert per agent and metric, no storms.
+
+State survives a restart: every action goes into a faust table slot (its
+changelog topic is the durable copy) and the windows are rebuilt from the
+slots on first use; the open alerts are a table too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from core.actions import ActionKind, classify
+from core.collapse import ActionWindow, CollapseStats, evaluate
+from core.events import ActionDecided, CollapseDetected, CollapseResolved, OrderFilled
+from streams.codec import CODEC, CodecError, DeadLettered
+from streams.collapse_detector.config import DetectorConfig
+from streams.collapse_detector.metrics import DetectorMetrics
+from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_FILLS, PORTFOLIO_EVENTS
+
+SERVICE = "collapse-detector"
+log = logging.getLogger(SERVICE)
+KIND_LABEL = {ActionKind.HOLD: "hold", ActionKind.BUY: "buy", ActionKind.SELL: "sell"}
+
+
+class Detector:
+    """The detector's state and rules; the faust agents below only feed it."""
+
+    def __init__(self, config: DetectorConfig, metrics: DetectorMetrics, app: faust.App) -> None:
+        self.config = config
+        self.limits = config.thresholds()
+        self.metrics = metrics
+        self.windows: dict[str, ActionWindow] = {}
+        self.slots = app.Table("collapse-slots", default=None, partitions=AGENT_ACTIONS.partitions)
+        self.heads = app.Table("collapse-heads", default=int, partitions=AGENT_ACTIONS.partitions)
+        self.open = app.Table("collapse-open", default=str, partitions=AGENT_ACTIONS.partitions)
+        self.window_label = f"{config.window} actions / {config.span_days:g} days"
+
+    def window(self, key: str) -> ActionWindow:
+        """The agent's window, rebuilt from the table slots after a restart."""
+        window = self.windows.get(key)
+        if window is None:
+            window = ActionWindow(self.config.window, self.config.span_ns)
+            count = self.heads[key]
+            for i in range(max(0, count - self.config.window), count):
+                slot = self.slots[f"{key}|{i % self.config.window}"]
+                if slot is None:
+                    continue
+                raw, kind, step, event_time, filled = slot
+                window.add(raw=raw, kind=kind, step=step, event_time=event_time)
+                if filled:
+                    window.mark_filled(step)
+            self.windows[key] = window
+        return window
+
+    def on_action(self, action: ActionDecided) -> list[CollapseDetected | CollapseResolved]:
+        """Take one action into its agent's window; return the alert events it causes."""
+        key = f"{action.run_id}|{action.symbol}"
+        kind = int(classify([action.smoothed], self.config.hold_threshold)[0])
+        window = self.window(key)
+        window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
+        count = self.heads[key]
+        self.slots[f"{key}|{count % self.config.window}"] = [
+            action.raw, kind, action.step, action.event_time, False,
+        ]  # fmt: skip
+        self.heads[key] = count + 1
+        stats = window.stats()
+        self.metrics.observe(action.symbol, stats)
+        self.metrics.actions.inc()
+        return self._alerts(action, key, stats)
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        """Mark the action that caused a fill (decided one step before it)."""
+        key = f"{fill.run_id}|{fill.symbol}"
+        window = self.window(key)
+        step = fill.step - 1
+        if window.mark_filled(step):
+            count = self.heads[key]
+            for i in range(max(0, count - self.config.window), count):
+                slot_key = f"{key}|{i % self.config.window}"
+                slot = self.slots[slot_key]
+                if slot is not None and slot[2] == step:
+                    self.slots[slot_key] = [*slot[:4], True]
+                    break
+            self.metrics.trade_frequency.labels(fill.symbol).set(window.stats().trade_frequency)
+
+    def _alerts(
+        self, action: ActionDecided, key: str, stats: CollapseStats
+    ) -> list[CollapseDetected | CollapseResolved]:
+        events: list[CollapseDetected | CollapseResolved] = []
+        for metric, breach in evaluate(stats, self.limits).items():
+            open_key = f"{key}|{metric}"
+            open_severity = self.open[open_key]
+            common: dict[str, Any] = {
+                "cause_id": action.event_id,
+                "run_id": action.run_id,
+                "event_time": action.event_time,
+                "agent": action.symbol,
+                "metric": metric,
+                "window": self.window_label,
+                "actions": stats.actions,
+            }
+            if breach is not None and breach.severity != open_severity:
+                if open_severity:
+                    self.metrics.collapse_open.labels(action.symbol, metric, open_severity).set(0)
+                events.append(
+                    CollapseDetected(
+                        event_id=f"{action.event_id}/collapse/{metric}/{breach.severity}",
+                        severity=breach.severity,
+                        value=float(breach.value),
+                        threshold=float(breach.threshold),
+                        **common,
+                    )
+                )
+                self.open[open_key] = breach.severity
+                self.metrics.collapse_open.labels(action.symbol, metric, breach.severity).set(1)
+                self.metrics.alerts.labels(action.symbol, metric, breach.severity).inc()
+            elif breach is None and open_severity:
+                events.append(
+                    CollapseResolved(
+                        event_id=f"{action.event_id}/resolved/{metric}",
+                        severity=open_severity,
+                        value=_value(stats, metric),
+                        threshold=_threshold(self.limits, metric, open_severity),
+                        **common,
+                    )
+                )
+                self.open[open_key] = ""
+                self.metrics.collapse_open.labels(action.symbol, metric, open_severity).set(0)
+        return events
+
+
+def _value(stats: CollapseStats, metric: str) -> float:
+    return float(
+        {
+            "dominance": stats.dominant_bin,
+            "entropy": stats.diversity,
+            "repeats": stats.repeat_run,
+            "trade_frequency": stats.trade_frequency,
+        }[metric]
+    )
+
+
+def _threshold(limits: Any, metric: str, severity: str) -> float:
+    if metric == "entropy":
+        return float(limits.diversity_critical if severity == "critical" else limits.diversity)
+    return float(
+        {
+            "dominance": limits.dominance,
+            "repeats": limits.repeats,
+            "trade_frequency": limits.trade_frequency,
+        }[metric]
+    )
+
+
+def create_app(config: DetectorConfig | None = None) -> faust.App:
+    """The faust app with its topics, tables and agents."""
+    config = config or DetectorConfig()
+    app = faust.App(
+        config.app_id,
+        broker=f"kafka://{config.bootstrap}",
+        store="memory://",
+        topic_partitions=AGENT_ACTIONS.partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        datadir=str(Path(tempfile.gettempdir()) / "tradingbot-faust" / config.app_id),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=0.5,
+    )
+    registry = CollectorRegistry()
+    metrics = DetectorMetrics(registry)
+    detector = Detector(config, metrics, app)
+
+    def topic(name: str, partitions: int | None = None) -> Any:
+        return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
+
+    actions = topic(AGENT_ACTIONS.name)
+    ledger = topic(PORTFOLIO_EVENTS.name)
+    fills = topic(MONITOR_FILLS.name, MONITOR_FILLS.partitions)
+    alerts = topic(MONITOR_ALERTS.name)
+    dead_topics = {t: topic(f"{t}.dlq") for t in (AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name)}
+
+    async def dead_letter(event: Any, topic: str, reason: str) -> None:
+        letter = DeadLettered(
+            event_id=f"dlq/{topic}/{event.message.partition}/{event.message.offset}/{SERVICE}",
+            source_topic=topic,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            key=event.key.decode("utf-8", "replace") if event.key else None,
+            reason=reason,
+            service=SERVICE,
+            payload=event.value or b"",
+        )
+        await dead_topics[topic].send(key=event.key, value=CODEC.encode(letter))
+        metrics.dead_letters.labels(SERVICE, topic).inc()
+
+    @app.agent(actions)
+    async def watch_actions(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                action = CODEC.decode_as(event.value, ActionDecided)
+            except CodecError as e:
+                await dead_letter(event, AGENT_ACTIONS.name, str(e))
+                continue
+            for alert in detector.on_action(action):
+                await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
+            metrics.event_lag.set(max(0.0, time.time() - event.message.timestamp))
+
+    @app.agent(ledger)
+    async def rekey_fills(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                fill = CODEC.decode(event.value)
+            except CodecError as e:
+                await dead_letter(event, PORTFOLIO_EVENTS.name, str(e))
+                continue
+            if isinstance(fill, OrderFilled):
+                await fills.send(key=fill.symbol.encode(), value=event.value)
+
+    @app.agent(fills)
+    async def watch_fills(stream: Any) -> None:
+        async for value in stream:
+            fill = CODEC.decode_as(value, OrderFilled)
+            detector.on_fill(fill)
+
+    @app.task
+    async def serve_metrics() -> None:
+        if config.metrics_port:
+            start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+
+    return app
+
+
+def main() -> None:
+    """Run the worker: ``python -m streams.collapse_detector`` (faust's worker options)."""
+    if len(sys.argv) == 1:
+        level = os.environ.get("TRADINGBOT_LOG_LEVEL", "warn").lower()
+        sys.argv += ["worker", "--loglevel", {"warning": "warn"}.get(level, level)]
+    create_app().main()
