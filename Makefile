@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev]' || { echo "error: pip install failed (is the package index reachable?)" >&2; exit 1; }
 	@touch $(STAMP)
 
+PROMETHEUS := deploy/local/prometheus/prometheus.sh
+ALERTMANAGER := deploy/local/alertmanager/alertmanager.sh
+
 setup: $(STAMP)
 	@bash $(KAFKA) fetch
+	@bash $(PROMETHEUS) install
+	@bash $(ALERTMANAGER) install
 
 demo: setup
 	@$(VENV)/bin/tradingbot demo $(DEMO_ARGS)
@@ -61,6 +66,9 @@ bench: setup $(BENCH_STAMP)
 	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
 
 stop:
+	@for pid in runs/*/collapse-detector.pid; do [ -f "$$pid" ] && kill "$$(cat "$$pid")" 2>/dev/null; rm -f "$$pid"; done; true
+	@bash $(PROMETHEUS) stop
+	@bash $(ALERTMANAGER) stop
 	@bash $(KAFKA) stop
 
 clean: stop

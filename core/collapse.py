@@ -14,7 +14,10 @@ rules) and whether it led to a fill. The statistics (docs/collapse.md):
   policy practically never does);
 - ``kind_run``: longest run of consecutive identical kinds (reported; holding
   or buying for days is normal, so no alert uses it by default);
-- ``trade_frequency``: share of the window's actions that led to a fill;
+- ``trade_frequency``: share of the window's settled actions that led to a
+  fill. An action is settled when its outcome is known: a hold at once, a buy
+  or sell when the portfolio manager fills or skips its order (a step later);
+  actions still waiting for their order are left out of the share;
 - ``saturation``: share of raw actions at the bounds (|a| >= 0.99).
 
 A window is bounded by a count (the last ``size`` actions) and optionally by
@@ -37,6 +40,9 @@ SATURATION = 0.99
 """|a| at or above this counts as saturated."""
 KINDS = ("hold", "buy", "sell")
 """Kind codes: the index is ``core.actions.ActionKind``."""
+HOLD = 0
+PENDING, FILLED, UNFILLED = 0, 1, 2
+"""Outcome of an action's order: not known yet, filled, not filled (or none)."""
 
 
 def action_bin(raw: float) -> int:
@@ -64,6 +70,8 @@ class CollapseStats:
     kind_run: int
     trade_frequency: float
     saturation: float
+    settled: int = 0
+    """Actions whose order outcome is known (the trade frequency's denominator)."""
 
 
 class _LongestRun:
@@ -120,13 +128,14 @@ class ActionWindow:
         self._bins: deque[int] = deque()
         self._kinds: deque[int] = deque()
         self._saturated: deque[bool] = deque()
-        self._filled: deque[bool] = deque()
+        self._outcome: deque[int] = deque()
         self._steps: deque[int] = deque()
         self._bin_counts = [0] * BINS
         self._kind_counts = [0, 0, 0]
         self._xlogx_sum = 0.0
         self._saturated_count = 0
         self._filled_count = 0
+        self._settled_count = 0
         self._raw_runs = _LongestRun()
         self._kind_runs = _LongestRun()
 
@@ -149,13 +158,22 @@ class ActionWindow:
         saturated = abs(raw) >= SATURATION
         self._saturated.append(saturated)
         self._saturated_count += saturated
-        self._filled.append(False)
+        settled = kind == HOLD
+        self._outcome.append(UNFILLED if settled else PENDING)
+        self._settled_count += settled
         self._steps.append(step)
         self._raw_runs.push(raw)
         self._kind_runs.push(kind)
 
     def mark_filled(self, step: int) -> bool:
-        """Record that the action decided at ``step`` filled; False if it left the window."""
+        """Record that the order of the action decided at ``step`` filled."""
+        return self.settle(step, filled=True)
+
+    def settle(self, step: int, *, filled: bool) -> bool:
+        """Record the outcome of the order of the action decided at ``step``.
+
+        Returns False when that action is no longer (or not) in the window.
+        """
         if not self._steps:
             return False
         offset = self._steps[-1] - step
@@ -167,9 +185,12 @@ class ActionWindow:
                 index = list(self._steps).index(step)
             except ValueError:
                 return False
-        if not self._filled[index]:
-            self._filled[index] = True
-            self._filled_count += 1
+        previous = self._outcome[index]
+        outcome = FILLED if filled else UNFILLED
+        if previous != outcome:
+            self._filled_count += (outcome == FILLED) - (previous == FILLED)
+            self._settled_count += previous == PENDING
+            self._outcome[index] = outcome
         return True
 
     def _bin(self, b: int, delta: int) -> None:
@@ -181,7 +202,9 @@ class ActionWindow:
         self._bin(self._bins.popleft(), -1)
         self._kind_counts[self._kinds.popleft()] -= 1
         self._saturated_count -= self._saturated.popleft()
-        self._filled_count -= self._filled.popleft()
+        outcome = self._outcome.popleft()
+        self._filled_count -= outcome == FILLED
+        self._settled_count -= outcome != PENDING
         self._steps.popleft()
         self._times.popleft()
         self._raw_runs.pop_oldest()
@@ -207,7 +230,10 @@ class ActionWindow:
             kind_shares=(buy, sell, hold),
             repeat_run=self._raw_runs.longest,
             kind_run=self._kind_runs.longest,
-            trade_frequency=self._filled_count / n,
+            trade_frequency=self._filled_count / self._settled_count
+            if self._settled_count
+            else 0.0,
+            settled=self._settled_count,
             saturation=self._saturated_count / n,
         )
 
@@ -264,6 +290,6 @@ def evaluate(stats: CollapseStats, limits: CollapseThresholds) -> dict[str, Brea
         "trade_frequency": Breach(
             "trade_frequency", "warning", stats.trade_frequency, limits.trade_frequency
         )
-        if stats.trade_frequency < limits.trade_frequency
+        if stats.settled >= limits.min_actions and stats.trade_frequency < limits.trade_frequency
         else None,
     }

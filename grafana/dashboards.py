@@ -71,7 +71,6 @@ DIVERSITY_CRITICAL = 0.20
 DOMINANCE_MAX = 0.60
 TRADE_FREQUENCY_MIN = 0.05
 REPEATS_MAX = 5
-REPEATS_ALERT = 100  # the Prometheus alert: the plan's 5 is too noisy to page on
 # Portfolio thresholds of the plan.
 DRAWDOWN_MAX = 0.15
 SHARPE_MIN = -0.5
@@ -441,12 +440,15 @@ def agent_health() -> DashboardModel:
         .with_panel(
             _timeseries(
                 "Longest repeat run",
-                "Longest run of consecutive identical kinds in the window: the plan's "
-                f"threshold {REPEATS_MAX} (orange), the Prometheus alert's {REPEATS_ALERT} (red).",
-                [Query(f"tradingbot_agent_repeat_run_actions{{{AGENT}}}", "{{agent}}")],
+                "Longest run of exactly identical actions in the window (red above the plan's "
+                f"{REPEATS_MAX}), and of identical kinds (buy / sell / hold; holding is normal).",
+                [
+                    Query(f"tradingbot_agent_repeat_run_actions{{{AGENT}}}", "{{agent}} actions"),
+                    Query(f"tradingbot_agent_kind_run_actions{{{AGENT}}}", "{{agent}} kinds"),
+                ],
                 tooltip=TooltipDisplayMode.SINGLE,
                 unit="short",
-                thresholds=_thresholds(GREEN, (REPEATS_MAX, ORANGE), (REPEATS_ALERT, RED)),
+                thresholds=_thresholds(GREEN, (REPEATS_MAX, RED)),
                 min_value=0,
             )
         )

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.features import ACCOUNT_FEATURES, FEATURE_NAMES, N_BAR_FEATURES
+from rl_agents.envs.hybrid import ActionSpaceMigrator, DiscreteAction
 
 Observations = npt.NDArray[np.float32]
 Actions = npt.NDArray[np.float64]
@@ -86,10 +87,36 @@ class ProbePolicy:
         return np.where(position_share > self.press, 1.0, actions)
 
 
+class DiscreteAlwaysPolicy:
+    """The original failure, on purpose: a discrete policy that always answers one action.
+
+    It answers through the discrete view of the action space
+    (``rl_agents.envs.hybrid``): ``BUY_SMALL`` becomes the raw action 0.25
+    every step, the 99.88% BUY_SMALL fleet of the plan.
+    """
+
+    version = "1"
+
+    def __init__(self, action: DiscreteAction = DiscreteAction.BUY_SMALL) -> None:
+        self.action = action
+        self.name = f"always-{action.name.lower().replace('_', '-')}"
+        self._migrator = ActionSpaceMigrator()
+
+    def act(self, observations: Observations) -> Actions:
+        """The same discrete action for every row, as a continuous action."""
+        discrete = np.full(len(observations), int(self.action))
+        return self._migrator.to_continuous(discrete)
+
+
+POLICIES = ("momentum", "probe", "always-buy-small")
+
+
 def make_policy(name: str, *, window: int) -> Policy:
     """The policy registered under ``name`` (momentum looks back at most ``window`` bars)."""
     if name == "momentum":
         return MomentumPolicy(window=window, lookback=min(window, 5))
     if name == "probe":
         return ProbePolicy()
-    raise ValueError(f"unknown policy {name!r} (known: momentum, probe)")
+    if name == "always-buy-small":
+        return DiscreteAlwaysPolicy(DiscreteAction.BUY_SMALL)
+    raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")

@@ -15,7 +15,15 @@ from core.events import PortfolioClosed
 from core.report import summarize
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
 from services import kafka
-from services.demo import REPO, DemoError, DemoOptions, format_summary, run_demo
+from services.demo import (
+    REPO,
+    DemoError,
+    DemoOptions,
+    format_monitoring,
+    format_summary,
+    run_demo,
+)
+from services.monitoring import MonitoringError
 from streams.topics import PORTFOLIO_EVENTS
 
 SERVICE_MODULES = {
@@ -55,6 +63,23 @@ def _parser() -> argparse.ArgumentParser:
         help="leave Kafka running after the demo (stop it with `make stop`)",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--fleet",
+        choices=("single", "mixed"),
+        default="single",
+        help="mixed: every 10th agent serves the collapsed always-BUY_SMALL discrete policy",
+    )
+    demo.add_argument(
+        "--no-monitoring", action="store_true", help="do not start Prometheus and Alertmanager"
+    )
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9101,
+        help="first /metrics port: replay, agent, portfolio manager, detector (9101-9104)",
+    )
+    demo.add_argument("--prometheus-port", type=int, default=9090)
+    demo.add_argument("--alertmanager-port", type=int, default=9093)
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     demo.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="service logs go here")
 
@@ -88,8 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 json_path=args.json,
                 runs_dir=args.runs_dir,
+                fleet=args.fleet,
+                monitoring=not args.no_monitoring,
+                metrics_port=args.metrics_port,
+                prometheus_port=args.prometheus_port,
+                alertmanager_port=args.alertmanager_port,
             )
-            print(format_summary(run_demo(options)))
+            result = run_demo(options)
+            print(format_summary(result.summary))
+            print(format_monitoring(result))
         elif args.command == "topics":
             created = asyncio.run(kafka.create_topics(args.bootstrap))
             print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
@@ -106,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                     args.bootstrap, PORTFOLIO_EVENTS.name, args.run_id, until=PortfolioClosed
                 )
             )
-            result = summarize(events)
-            print(json.dumps(asdict(result), indent=2) if args.json else format_summary(result))
-    except (DemoError, BarDataError, kafka.BrokerError) as e:
+            run = summarize(events)
+            print(json.dumps(asdict(run), indent=2) if args.json else format_summary(run))
+    except (DemoError, BarDataError, kafka.BrokerError, MonitoringError) as e:
         print(f"tradingbot {args.command}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -16,26 +16,44 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
-from core.events import Event, PortfolioClosed, ReplayFinished, ReplayStarted, StepCompleted
+from core.events import (
+    DecisionRecorded,
+    Event,
+    PortfolioClosed,
+    ReplayFinished,
+    ReplayStarted,
+    StepCompleted,
+)
 from core.report import RunSummary, summarize
 from services import kafka
 from services.market_replay.app import ReplayConfig, load_span
+from services.monitoring import (
+    AgentAlerts,
+    MonitoringStack,
+    read_alerts,
+    start_group_at_end,
+    wait_for_group,
+)
 from streams.codec import CODEC, CodecError
-from streams.topics import PORTFOLIO_EVENTS, SIM_CLOCK
+from streams.topics import AGENT_ACTIONS, MONITOR_ORDERS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
 SERVICES = (
-    ("portfolio-manager", "services.portfolio_manager"),
-    ("symbol-agent", "services.symbol_agent"),
     ("market-replay", "services.market_replay"),
+    ("symbol-agent", "services.symbol_agent"),
+    ("portfolio-manager", "services.portfolio_manager"),
+    ("collapse-detector", "streams.collapse_detector"),
 )
+PIPELINE = ("market-replay", "symbol-agent", "portfolio-manager")
+"""The services that end with the run (the detector keeps watching)."""
 
 
 class DemoError(RuntimeError):
@@ -57,6 +75,11 @@ class DemoOptions:
     progress: bool
     json_path: Path | None
     runs_dir: Path
+    fleet: str = "single"
+    monitoring: bool = True
+    metrics_port: int = 9101
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
 
 
 def new_run_id(prefix: str = "demo") -> str:
@@ -114,19 +137,26 @@ class Stack:
                     + _tail(self.run_dir / f"{name}.log")
                 )
 
-    def wait(self, timeout_s: float) -> None:
-        """Wait for every service to exit by itself."""
+    def wait(self, names: tuple[str, ...], timeout_s: float) -> None:
+        """Wait for the named services to exit by themselves."""
         deadline = time.monotonic() + timeout_s
-        for process in self.processes.values():
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for name in names:
+            self.processes[name].wait(timeout=max(0.1, deadline - time.monotonic()))
         self.check()
 
-    def stop(self) -> None:
+    def write_pids(self, run_dir: Path) -> None:
+        """Record the pids of the services still running (``make stop`` reads them)."""
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
+
+    def stop(self, except_names: tuple[str, ...] = ()) -> None:
         """Terminate what still runs (SIGTERM, then SIGKILL after 10 s)."""
-        for process in reversed(list(self.processes.values())):
+        chosen = [p for n, p in self.processes.items() if n not in except_names]
+        for process in reversed(chosen):
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes.values():
+        for process in chosen:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -168,8 +198,20 @@ async def follow(
         await client.stop()
 
 
-def run_demo(options: DemoOptions) -> RunSummary:
-    """Run the whole demo and return the summary read back from the log."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoResult:
+    """What the demo prints: the ledger's summary and what the monitoring saw."""
+
+    summary: RunSummary
+    alerts: dict[str, AgentAlerts]
+    policies: dict[str, str]
+    firing: dict[str, int]
+    received: int
+    endpoints: dict[str, str]
+
+
+def run_demo(options: DemoOptions) -> DemoResult:
+    """Run the whole demo; return the summary read back from the logs."""
     # Check the data before starting anything, so a bad file fails fast and clearly.
     frame = load_span(
         ReplayConfig(
@@ -191,16 +233,30 @@ def run_demo(options: DemoOptions) -> RunSummary:
     if managed:
         was_running = kafka_script("status", options.kafka_port).returncode == 0
         # A demo that starts its own broker starts it empty; a kept-running one is reused.
-        result = kafka_script("start", options.kafka_port, fresh=not was_running)
-        if result.returncode != 0:
-            raise DemoError(f"Kafka did not start:\n{result.stdout}{result.stderr}")
+        started = kafka_script("start", options.kafka_port, fresh=not was_running)
+        if started.returncode != 0:
+            raise DemoError(f"Kafka did not start:\n{started.stdout}{started.stderr}")
         started_kafka = not was_running
     run_id = new_run_id()
     run_dir = options.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    ports = {name: options.metrics_port + i for i, (name, _) in enumerate(SERVICES)}
+    detector_group = f"collapse-detector-{run_id}"
+    monitoring = (
+        MonitoringStack(
+            prometheus_port=options.prometheus_port,
+            alertmanager_port=options.alertmanager_port,
+            data_dir=run_dir / "monitoring",
+        )
+        if options.monitoring
+        else None
+    )
     stack = Stack(run_dir)
+    keep = False
     try:
         asyncio.run(kafka.create_topics(bootstrap))
+        if monitoring is not None:
+            monitoring.start(ports)
         env = {
             **os.environ,
             "TRADINGBOT_BOOTSTRAP": bootstrap,
@@ -209,31 +265,129 @@ def run_demo(options: DemoOptions) -> RunSummary:
             "TRADINGBOT_REPLAY_SYMBOLS": str(options.symbols),
             "TRADINGBOT_REPLAY_START": str(options.start),
             "TRADINGBOT_REPLAY_MIN_COVERAGE": str(options.min_coverage),
+            "TRADINGBOT_REPLAY_METRICS_PORT": str(ports["market-replay"]),
+            "TRADINGBOT_AGENT_METRICS_PORT": str(ports["symbol-agent"]),
+            "TRADINGBOT_AGENT_FLEET": options.fleet,
+            "TRADINGBOT_PORTFOLIO_METRICS_PORT": str(ports["portfolio-manager"]),
+            "TRADINGBOT_DETECTOR_METRICS_PORT": str(ports["collapse-detector"]),
+            "TRADINGBOT_DETECTOR_RUN_ID": run_id,
+            "TRADINGBOT_DETECTOR_APP_ID": detector_group,
         }
         if options.steps is not None:
             env["TRADINGBOT_REPLAY_STEPS"] = str(options.steps)
+        # The run's detector watches from now on (not the broker's whole history).
+        asyncio.run(
+            start_group_at_end(
+                bootstrap,
+                detector_group,
+                [AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name],
+            )
+        )
         for name, module in SERVICES:
             stack.spawn(name, module, env)
         print(f"run {run_id}: services started, logs in {run_dir}", file=sys.stderr)
         asyncio.run(follow(bootstrap, run_id, stack, options.progress, timeout_s=3600))
-        stack.wait(timeout_s=60)
+        stack.wait(PIPELINE, timeout_s=60)
         events = asyncio.run(
             kafka.read_run(bootstrap, PORTFOLIO_EVENTS.name, run_id, until=PortfolioClosed)
         )
         summary = summarize(events)
+        asyncio.run(wait_for_group(bootstrap, detector_group))
+        alerts = asyncio.run(read_alerts(bootstrap, run_id))
+        firing: dict[str, int] = {}
+        received = 0
+        if monitoring is not None:
+            critical = {
+                agent
+                for agent, a in alerts.items()
+                if any(d.severity == "critical" for d in a.detected)
+            }
+            firing, received = _settle(monitoring, critical)
+        result = DemoResult(
+            summary=summary,
+            alerts=alerts,
+            policies=_policies(events),
+            firing=firing,
+            received=received,
+            endpoints=_endpoints(ports, monitoring),
+        )
         if options.json_path is not None:
-            options.json_path.write_text(json.dumps(asdict(summary), indent=2, sort_keys=True))
-        return summary
+            options.json_path.write_text(json.dumps(_as_json(result), indent=2, sort_keys=True))
+        keep = options.keep_running
+        return result
     finally:
-        stack.stop()
-        if options.keep_running and managed:
+        if keep:
+            stack.stop(except_names=("collapse-detector",))
+            stack.write_pids(run_dir)
             print(
-                f"Kafka keeps running on {bootstrap}; stop it with `make stop` "
-                f"(or KAFKA_PORT={options.kafka_port} {KAFKA_SCRIPT} stop)",
+                "The collapse detector, Prometheus, Alertmanager and Kafka keep running; "
+                "stop them with `make stop`.",
                 file=sys.stderr,
             )
-        elif started_kafka:
-            kafka_script("stop", options.kafka_port)
+        else:
+            stack.stop()
+            if monitoring is not None:
+                monitoring.stop()
+            if started_kafka:
+                kafka_script("stop", options.kafka_port)
+
+
+def _settle(monitoring: MonitoringStack, critical: set[str]) -> tuple[dict[str, int], int]:
+    """Give Prometheus and Alertmanager time to see the alerts; return what they hold.
+
+    Waits (up to a minute) until every agent with a critical collapse on
+    monitor.alerts also fires in Prometheus and has reached Alertmanager.
+    """
+    deadline = time.monotonic() + (60.0 if critical else 5.0)
+    firing: dict[str, int] = {}
+    received = 0
+    while time.monotonic() < deadline:
+        alerts = monitoring.firing()
+        firing = dict(Counter(a["labels"]["alertname"] for a in alerts))
+        at_manager = monitoring.received()
+        received = len(at_manager)
+        paged = {
+            a["labels"].get("agent")
+            for a in at_manager
+            if a["labels"].get("alertname") == "ActionCollapseCritical"
+        }
+        if critical and critical <= paged:
+            break
+        time.sleep(1.0)
+    return firing, received
+
+
+def _policies(events: list[Event]) -> dict[str, str]:
+    return {e.symbol: e.policy for e in events if isinstance(e, DecisionRecorded)}
+
+
+def _endpoints(ports: dict[str, int], monitoring: MonitoringStack | None) -> dict[str, str]:
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+    if monitoring is not None:
+        urls["prometheus alerts"] = f"{monitoring.prometheus_url}/alerts"
+        urls["alertmanager"] = monitoring.alertmanager_url
+    return urls
+
+
+def _as_json(result: DemoResult) -> dict[str, object]:
+    body = asdict(result.summary)
+    body["alerts"] = {
+        agent: [
+            {
+                "metric": a.metric,
+                "severity": a.severity,
+                "value": a.value,
+                "threshold": a.threshold,
+                "actions": a.actions,
+            }
+            for a in alerts.detected
+        ]
+        for agent, alerts in result.alerts.items()
+    }
+    body["policies"] = result.policies
+    body["prometheus_firing"] = result.firing
+    body["alertmanager_received"] = result.received
+    return body
 
 
 def format_summary(s: RunSummary, columns: int = 4) -> str:
@@ -265,4 +419,31 @@ def format_summary(s: RunSummary, columns: int = 4) -> str:
         cells.append(f"{symbol:<6}{b:>5.0%}{se:>5.0%}{h:>5.0%}")
     for i in range(0, len(cells), columns):
         lines.append("  " + "   ".join(cells[i : i + columns]))
+    return "\n".join(lines)
+
+
+def format_monitoring(result: DemoResult) -> str:
+    """The alerts part of what the demo prints."""
+    policies = Counter(result.policies.values())
+    lines = [
+        "",
+        "Policies served: " + ", ".join(f"{name} x{n}" for name, n in sorted(policies.items())),
+        f"Collapse alerts on monitor.alerts: {len(result.alerts)} agent(s)",
+    ]
+    for agent, alerts in result.alerts.items():
+        detail = ", ".join(
+            f"{a.metric} {a.value:.2f} vs {a.threshold:g} ({a.severity})" for a in alerts.detected
+        )
+        lines.append(
+            f"  {agent:<6} [{result.policies.get(agent, '?')}] first after "
+            f"{alerts.first_after_actions} actions: {detail}"
+        )
+    if result.firing:
+        firing = ", ".join(f"{name} x{n}" for name, n in sorted(result.firing.items()))
+        lines.append(f"Prometheus alerts firing: {firing}")
+        lines.append(f"Alertmanager received: {result.received} alert(s)")
+    elif result.endpoints.get("prometheus alerts"):
+        lines.append("Prometheus alerts firing: none")
+    lines.append("Where to look (while the stack runs; --keep-running keeps it up):")
+    lines.extend(f"  {name:<18} {url}" for name, url in result.endpoints.items())
     return "\n".join(lines)

@@ -35,9 +35,9 @@ PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions
 """The ledger is the event store: kept forever, one partition for one total order."""
 AGENT_MODELS = Topic(name="agent.models", key="agent id", partitions=1, cleanup_policy="compact")
 MONITOR_ALERTS = Topic(name="monitor.alerts", key="agent id", partitions=1)
-MONITOR_FILLS = Topic(name="monitor.fills", key="symbol", partitions=8)
-"""Fills of portfolio.events re-keyed by symbol, so the detector sees them beside the
-actions of the same agent (same partition count as agent.actions)."""
+MONITOR_ORDERS = Topic(name="monitor.orders", key="symbol", partitions=8)
+"""Order outcomes (fills and skips) of portfolio.events re-keyed by symbol, so the
+detector sees them beside the actions of the same agent (partitioned like agent.actions)."""
 
 TOPICS: tuple[Topic, ...] = (
     MARKET_BARS,
@@ -46,7 +46,7 @@ TOPICS: tuple[Topic, ...] = (
     PORTFOLIO_EVENTS,
     AGENT_MODELS,
     MONITOR_ALERTS,
-    MONITOR_FILLS,
+    MONITOR_ORDERS,
 )
 """Every topic, in the order of the event-flow table."""
 

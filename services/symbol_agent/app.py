@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,12 @@ class AgentConfig(BaseSettings):
     """Bars of features in an observation."""
     metrics_port: int = Field(9102, ge=0, le=65535)
     """Port of /metrics on 127.0.0.1 (0: none)."""
+    fleet: Literal["single", "mixed"] = "single"
+    """``mixed`` serves ``collapsed_policy`` to every ``collapsed_every``-th symbol."""
+    collapsed_policy: str = "always-buy-small"
+    """The deliberately collapsed policy of a mixed fleet."""
+    collapsed_every: PositiveInt = 10
+    """In a mixed fleet, symbols 0, k, 2k, ... (alphabetical order) get the collapsed policy."""
 
 
 @dataclass
@@ -96,6 +103,8 @@ class SymbolAgent:
         self.agent = agent
         self.rules = rules
         self.policy: Policy = policy or make_policy(agent.policy, window=agent.window)
+        self.collapsed: Policy = make_policy(agent.collapsed_policy, window=agent.window)
+        self.policy_of: list[Policy] = []
         self.symbols: tuple[str, ...] = ()
         self.index: dict[str, int] = {}
         self.window = BarWindow(agent.window + HISTORY, 0)
@@ -148,6 +157,7 @@ class SymbolAgent:
             self.index = {s: i for i, s in enumerate(event.symbols)}
             self.window = BarWindow(self.agent.window + HISTORY, len(event.symbols))
             self.smoothing = SmoothingState.empty(len(event.symbols), self.rules.smoothing_window)
+            self.policy_of = [self._assign(j) for j in range(len(event.symbols))]
         elif isinstance(event, BarClosed):
             self.bars[event.step][event.symbol] = event
         elif isinstance(event, AccountMarked):
@@ -169,6 +179,10 @@ class SymbolAgent:
             del self.bars[step]
             del self.snapshots[step]
             self.next_step += 1
+
+    def _assign(self, j: int) -> Policy:
+        mixed = self.agent.fleet == "mixed" and j % self.agent.collapsed_every == 0
+        return self.collapsed if mixed else self.policy
 
     def decide(
         self, step: int, bars: dict[str, BarClosed], snapshot: AccountMarked
@@ -197,7 +211,10 @@ class SymbolAgent:
             equity=snapshot.equity,
         )
         began = time.perf_counter()
-        raw = self.policy.act(obs)
+        raw = np.empty(n)
+        for policy in {id(p): p for p in self.policy_of}.values():
+            rows = np.array([p is policy for p in self.policy_of])
+            raw[rows] = policy.act(obs[rows])
         self.metrics.latency.observe(time.perf_counter() - began)
         self.metrics.batch_size.observe(len(obs))
         active = self.window.present[-1]
@@ -219,8 +236,8 @@ class SymbolAgent:
                 step=step,
                 raw=float(np.clip(raw[j], -1.0, 1.0)),
                 smoothed=float(smoothed[j]),
-                policy=self.policy.name,
-                policy_version=self.policy.version,
+                policy=self.policy_of[j].name,
+                policy_version=self.policy_of[j].version,
             )
             for j, symbol in enumerate(self.symbols)
             if active[j]

@@ -1,7 +1,7 @@
-"""The collapse detector: a faust app over ``agent.actions`` and the fills of the ledger.
+"""The collapse detector: a faust app over ``agent.actions`` and the orders of the ledger.
 
 Per agent (and run) it keeps an ``ActionWindow`` of ``core.collapse`` (the
-last 1,000 actions, within 30 days of replay time), updates it for every
+last 1,000 actions, within 365 days of replay time), updates it for every
 action and fill, exports every statistic to Prometheus and emits
 ``CollapseDetected`` / ``CollapseResolved`` on ``monitor.alerts`` when a
 threshold is crossed: one open alert per agent and metric, no storms.
@@ -25,12 +25,18 @@ import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from core.actions import ActionKind, classify
-from core.collapse import ActionWindow, CollapseStats, evaluate
-from core.events import ActionDecided, CollapseDetected, CollapseResolved, OrderFilled
+from core.collapse import FILLED, HOLD, PENDING, UNFILLED, ActionWindow, CollapseStats, evaluate
+from core.events import (
+    ActionDecided,
+    CollapseDetected,
+    CollapseResolved,
+    OrderFilled,
+    OrderSkipped,
+)
 from streams.codec import CODEC, CodecError, DeadLettered
 from streams.collapse_detector.config import DetectorConfig
 from streams.collapse_detector.metrics import DetectorMetrics
-from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_FILLS, PORTFOLIO_EVENTS
+from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
 
 SERVICE = "collapse-detector"
 log = logging.getLogger(SERVICE)
@@ -60,10 +66,10 @@ class Detector:
                 slot = self.slots[f"{key}|{i % self.config.window}"]
                 if slot is None:
                     continue
-                raw, kind, step, event_time, filled = slot
+                raw, kind, step, event_time, outcome = slot
                 window.add(raw=raw, kind=kind, step=step, event_time=event_time)
-                if filled:
-                    window.mark_filled(step)
+                if outcome != PENDING and kind != HOLD:
+                    window.settle(step, filled=outcome == FILLED)
             self.windows[key] = window
         return window
 
@@ -75,7 +81,8 @@ class Detector:
         window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
         count = self.heads[key]
         self.slots[f"{key}|{count % self.config.window}"] = [
-            action.raw, kind, action.step, action.event_time, False,
+            action.raw, kind, action.step, action.event_time,
+            UNFILLED if kind == HOLD else PENDING,
         ]  # fmt: skip
         self.heads[key] = count + 1
         stats = window.stats()
@@ -83,20 +90,21 @@ class Detector:
         self.metrics.actions.inc()
         return self._alerts(action, key, stats)
 
-    def on_fill(self, fill: OrderFilled) -> None:
-        """Mark the action that caused a fill (decided one step before it)."""
-        key = f"{fill.run_id}|{fill.symbol}"
+    def on_order(self, order: OrderFilled | OrderSkipped) -> None:
+        """Settle the action whose order filled or was skipped (decided one step before)."""
+        key = f"{order.run_id}|{order.symbol}"
         window = self.window(key)
-        step = fill.step - 1
-        if window.mark_filled(step):
+        step = order.step - 1
+        filled = isinstance(order, OrderFilled)
+        if window.settle(step, filled=filled):
             count = self.heads[key]
-            for i in range(max(0, count - self.config.window), count):
+            for i in range(count - 1, max(0, count - self.config.window) - 1, -1):
                 slot_key = f"{key}|{i % self.config.window}"
                 slot = self.slots[slot_key]
                 if slot is not None and slot[2] == step:
-                    self.slots[slot_key] = [*slot[:4], True]
+                    self.slots[slot_key] = [*slot[:4], FILLED if filled else UNFILLED]
                     break
-            self.metrics.trade_frequency.labels(fill.symbol).set(window.stats().trade_frequency)
+            self.metrics.trade_frequency.labels(order.symbol).set(window.stats().trade_frequency)
 
     def _alerts(
         self, action: ActionDecided, key: str, stats: CollapseStats
@@ -170,6 +178,8 @@ def _threshold(limits: Any, metric: str, severity: str) -> float:
 def create_app(config: DetectorConfig | None = None) -> faust.App:
     """The faust app with its topics, tables and agents."""
     config = config or DetectorConfig()
+    datadir = Path(tempfile.gettempdir()) / "tradingbot-faust" / config.app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
@@ -177,7 +187,7 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
         topic_partitions=AGENT_ACTIONS.partitions,
         topic_allow_declare=True,
         web_enabled=False,
-        datadir=str(Path(tempfile.gettempdir()) / "tradingbot-faust" / config.app_id),
+        datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
@@ -191,7 +201,7 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
 
     actions = topic(AGENT_ACTIONS.name)
     ledger = topic(PORTFOLIO_EVENTS.name)
-    fills = topic(MONITOR_FILLS.name, MONITOR_FILLS.partitions)
+    orders = topic(MONITOR_ORDERS.name, MONITOR_ORDERS.partitions)
     alerts = topic(MONITOR_ALERTS.name)
     dead_topics = {t: topic(f"{t}.dlq") for t in (AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name)}
 
@@ -217,26 +227,31 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
             except CodecError as e:
                 await dead_letter(event, AGENT_ACTIONS.name, str(e))
                 continue
+            if config.run_id and action.run_id != config.run_id:
+                continue
             for alert in detector.on_action(action):
                 await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
             metrics.event_lag.set(max(0.0, time.time() - event.message.timestamp))
 
     @app.agent(ledger)
-    async def rekey_fills(stream: Any) -> None:
+    async def rekey_orders(stream: Any) -> None:
         async for event in stream.events():
             try:
-                fill = CODEC.decode(event.value)
+                order = CODEC.decode(event.value)
             except CodecError as e:
                 await dead_letter(event, PORTFOLIO_EVENTS.name, str(e))
                 continue
-            if isinstance(fill, OrderFilled):
-                await fills.send(key=fill.symbol.encode(), value=event.value)
+            if isinstance(order, OrderFilled | OrderSkipped) and (
+                not config.run_id or order.run_id == config.run_id
+            ):
+                await orders.send(key=order.symbol.encode(), value=event.value)
 
-    @app.agent(fills)
-    async def watch_fills(stream: Any) -> None:
+    @app.agent(orders)
+    async def watch_orders(stream: Any) -> None:
         async for value in stream:
-            fill = CODEC.decode_as(value, OrderFilled)
-            detector.on_fill(fill)
+            order = CODEC.decode(value)
+            if isinstance(order, OrderFilled | OrderSkipped):
+                detector.on_order(order)
 
     @app.task
     async def serve_metrics() -> None:

@@ -19,11 +19,13 @@ class DetectorConfig(BaseSettings):
 
     bootstrap: str = Field("127.0.0.1:9092", validation_alias="TRADINGBOT_BOOTSTRAP")
     """Kafka bootstrap servers (the shared ``TRADINGBOT_BOOTSTRAP``)."""
+    run_id: str = ""
+    """Only watch this run (empty: every run)."""
     app_id: str = "tradingbot-collapse-detector"
     """Faust application id: the consumer group and the prefix of its changelog topics."""
     window: PositiveInt = 1000
     """Count window: the last N actions of each agent."""
-    span_days: PositiveFloat = 30.0
+    span_days: PositiveFloat = 365.0
     """Event-time window: actions older than this (replay time) leave the window too."""
     metrics_port: int = Field(9104, ge=0, le=65535)
     """Port of /metrics on 127.0.0.1 (0: none)."""

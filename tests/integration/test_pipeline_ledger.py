@@ -177,9 +177,7 @@ def test_every_fill_matches_an_independent_recomputation(
     # The ledger's order within a step: sells, then buys, each in symbol order.
     assert [(f.step, f.symbol, f.side) for f in actual] == [
         (f.step, f.symbol, f.side)
-        for f in sorted(
-            expected, key=lambda f: (f.step, f.side != "sell", symbols.index(f.symbol))
-        )
+        for f in sorted(expected, key=lambda f: (f.step, f.side != "sell", symbols.index(f.symbol)))
     ]
     by_key = {(f.step, f.symbol): f for f in expected}
     for fill in actual:

@@ -210,7 +210,7 @@ def threshold_values(board: dict[str, Any], metric: str) -> list[float]:
         ("tradingbot-agent-health", "tradingbot_agent_dominant_kind_ratio", [0.60]),
         ("tradingbot-agent-health", "tradingbot_agent_dominant_bin_ratio", [0.60]),
         ("tradingbot-agent-health", "tradingbot_agent_trade_frequency_ratio", [0.05]),
-        ("tradingbot-agent-health", "tradingbot_agent_repeat_run_actions", [5, 100]),
+        ("tradingbot-agent-health", "tradingbot_agent_repeat_run_actions", [5]),
         ("tradingbot-portfolio", "tradingbot_portfolio_drawdown_ratio", [0.15]),
         ("tradingbot-portfolio", "tradingbot_portfolio_rolling_sharpe_ratio", [-0.5]),
         ("tradingbot-pipeline", "tradingbot_kafka_consumer_lag_messages", [10_000]),

@@ -1,0 +1,231 @@
+"""The local monitoring stack from Python: Prometheus and Alertmanager via deploy/local.
+
+Used by the demo and the end-to-end tests: start both on chosen ports, point
+Prometheus at the services' /metrics with a file_sd targets file, read the
+firing alerts back. Every server binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from core.events import CollapseDetected, CollapseResolved, Event
+from services.kafka import consumer, read_run, start
+from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS
+
+REPO = Path(__file__).resolve().parents[1]
+PROMETHEUS_SCRIPT = REPO / "deploy" / "local" / "prometheus" / "prometheus.sh"
+ALERTMANAGER_SCRIPT = REPO / "deploy" / "local" / "alertmanager" / "alertmanager.sh"
+
+
+class MonitoringError(RuntimeError):
+    """The monitoring stack could not be started or read."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitoringStack:
+    """Where the local Prometheus and Alertmanager of a run listen and keep their files."""
+
+    prometheus_port: int
+    alertmanager_port: int
+    data_dir: Path
+    webhook_url: str | None = None
+
+    @property
+    def targets_file(self) -> Path:
+        """The file_sd targets file of the ``tradingbot`` scrape job."""
+        return self.data_dir / "targets.json"
+
+    @property
+    def prometheus_url(self) -> str:
+        """Prometheus's base URL."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        """Alertmanager's base URL."""
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PROMETHEUS_PORT": str(self.prometheus_port),
+            "PROMETHEUS_DATA_DIR": str(self.data_dir / "prometheus"),
+            "PROMETHEUS_TARGETS_FILE": str(self.targets_file),
+            "ALERTMANAGER_URL": self.alertmanager_url,
+            "ALERTMANAGER_PORT": str(self.alertmanager_port),
+            "ALERTMANAGER_DATA_DIR": str(self.data_dir / "alertmanager"),
+        }
+        if self.webhook_url:
+            env["ALERTMANAGER_WEBHOOK_URL"] = self.webhook_url
+        return env
+
+    def _run(self, script: Path, command: str) -> None:
+        result = subprocess.run(
+            ["bash", str(script), command],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise MonitoringError(
+                f"{script.name} {command} failed:\n{result.stdout}{result.stderr}"
+            )
+
+    def write_targets(self, targets: Mapping[str, int]) -> None:
+        """Scrape these services (name -> /metrics port on 127.0.0.1)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        groups = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}}
+            for name, port in targets.items()
+        ]
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.targets_file)  # atomic: Prometheus never reads half a file
+
+    def start(self, targets: Mapping[str, int]) -> None:
+        """Install if needed, then start Alertmanager and Prometheus and wait until ready."""
+        self.write_targets(targets)
+        for script in (ALERTMANAGER_SCRIPT, PROMETHEUS_SCRIPT):
+            self._run(script, "install")
+            self._run(script, "start")
+
+    def stop(self) -> None:
+        """Stop both (idempotent)."""
+        for script in (PROMETHEUS_SCRIPT, ALERTMANAGER_SCRIPT):
+            subprocess.run(
+                ["bash", str(script), "stop"], env=self._env(), capture_output=True, check=False
+            )
+
+    def get(self, url: str) -> Any:
+        """GET a JSON API of the stack."""
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+            return json.loads(response.read())
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query's result vector."""
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        body = self.get(url)
+        if body.get("status") != "success":
+            raise MonitoringError(f"query {expr!r} failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def firing(self) -> list[dict[str, Any]]:
+        """Alerts Prometheus evaluates as firing."""
+        alerts = self.get(f"{self.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+        return [a for a in alerts if a.get("state") == "firing"]
+
+    def received(self) -> list[dict[str, Any]]:
+        """Alerts Alertmanager holds."""
+        result: list[dict[str, Any]] = self.get(f"{self.alertmanager_url}/api/v2/alerts")
+        return result
+
+
+async def wait_for_group(
+    bootstrap: str, group_id: str, topic: str = AGENT_ACTIONS.name, timeout_s: float = 120.0
+) -> None:
+    """Wait until consumer group ``group_id`` has committed up to the end of ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tradingbot-monitor")
+    reader = consumer(bootstrap, "tradingbot-monitor")
+    await admin.start()
+    await start(reader, bootstrap)
+    try:
+        partitions = await _partitions(reader, topic)
+        ends = await reader.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = await admin.list_consumer_group_offsets(group_id)
+            if all(
+                tp in committed and committed[tp].offset >= ends[tp]
+                for tp in partitions
+                if ends[tp] > 0
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise MonitoringError(
+                    f"consumer group {group_id} did not catch up with {topic} in {timeout_s:.0f}s"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
+async def start_group_at_end(bootstrap: str, group_id: str, topics: list[str]) -> None:
+    """Commit the current end offsets of ``topics`` for a consumer group that has none yet.
+
+    A new detector group then watches from now on instead of reading the
+    whole history of a long-lived broker; a group with commits is left alone,
+    so a restarted worker resumes where it was.
+    """
+    client = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await start(client, bootstrap)
+    try:
+        partitions = [tp for topic in topics for tp in await _partitions(client, topic)]
+        committed = {tp: await client.committed(tp) for tp in partitions}
+        if any(offset is not None for offset in committed.values()):
+            return
+        client.assign(partitions)
+        ends = await client.end_offsets(partitions)
+        await client.commit({tp: ends[tp] for tp in partitions})
+    finally:
+        await client.stop()
+
+
+async def _partitions(reader: Any, topic: str) -> list[TopicPartition]:
+    for _ in range(100):
+        found = reader.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await reader._client.force_metadata_update()  # noqa: SLF001
+        await asyncio.sleep(0.05)
+    raise MonitoringError(f"topic {topic} does not exist")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAlerts:
+    """The collapse alerts of one agent in a run."""
+
+    agent: str
+    detected: tuple[CollapseDetected, ...]
+    resolved: tuple[CollapseResolved, ...]
+
+    @property
+    def first_after_actions(self) -> int:
+        """Actions in the window when the first alert was raised."""
+        return min(a.actions for a in self.detected) if self.detected else 0
+
+
+async def read_alerts(bootstrap: str, run_id: str) -> dict[str, AgentAlerts]:
+    """The run's collapse alerts from ``monitor.alerts``, by agent."""
+    events: list[Event] = await read_run(bootstrap, MONITOR_ALERTS.name, run_id)
+    agents = sorted({e.agent for e in events if isinstance(e, CollapseDetected | CollapseResolved)})
+    return {
+        agent: AgentAlerts(
+            agent=agent,
+            detected=tuple(
+                e for e in events if isinstance(e, CollapseDetected) and e.agent == agent
+            ),
+            resolved=tuple(
+                e for e in events if isinstance(e, CollapseResolved) and e.agent == agent
+            ),
+        )
+        for agent in agents
+    }
