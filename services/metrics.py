@@ -64,6 +64,8 @@ class ServiceMetrics:
 
     async def track_lag(self, consumer: AIOKafkaConsumer, interval_s: float = 1.0) -> None:
         """Update the lag gauge of every assigned topic until cancelled."""
+        for topic in {tp.topic for tp in consumer.assignment()}:
+            self.dead_letters.labels(self.service, topic)  # a series at 0 before any letter
         while True:
             with contextlib.suppress(Exception):  # a lag reading must never stop a service
                 partitions = list(consumer.assignment())

@@ -26,14 +26,23 @@ async def run_lockstep(
     rules: TradingRules | None = None,
     agent: AgentConfig | None = None,
     policy: Policy | None = None,
+    metrics_ports: tuple[int, int, int] = (0, 0, 0),
     timeout_s: float = 600.0,
 ) -> tuple[PortfolioState, float]:
-    """Replay ``frame`` through the pipeline; return the final ledger state and the seconds."""
+    """Replay ``frame`` through the pipeline; return the final ledger state and the seconds.
+
+    ``metrics_ports`` serves /metrics of the replay, the agent and the portfolio
+    manager (0: not served); ``agent.metrics_port`` is replaced by the second.
+    """
     rules = rules or TradingRules()
     config = KafkaConfig(bootstrap=bootstrap, run_id=run_id)
-    manager = PortfolioManager(config, rules, PortfolioConfig(metrics_port=0))
-    symbol_agent = SymbolAgent(config, agent or AgentConfig(metrics_port=0), rules, policy)
-    replay = MarketReplay(config, ReplayConfig(dataset=frame.source, metrics_port=0), frame)
+    replay_port, agent_port, manager_port = metrics_ports
+    agent_config = (agent or AgentConfig()).model_copy(update={"metrics_port": agent_port})
+    manager = PortfolioManager(config, rules, PortfolioConfig(metrics_port=manager_port))
+    symbol_agent = SymbolAgent(config, agent_config, rules, policy)
+    replay = MarketReplay(
+        config, ReplayConfig(dataset=frame.source, metrics_port=replay_port), frame
+    )
     tasks = [
         asyncio.ensure_future(manager.serve()),
         asyncio.ensure_future(symbol_agent.serve()),

@@ -187,6 +187,7 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
         topic_partitions=AGENT_ACTIONS.partitions,
         topic_allow_declare=True,
         web_enabled=False,
+        web_host="127.0.0.1",
         datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
@@ -204,6 +205,8 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
     orders = topic(MONITOR_ORDERS.name, MONITOR_ORDERS.partitions)
     alerts = topic(MONITOR_ALERTS.name)
     dead_topics = {t: topic(f"{t}.dlq") for t in (AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name)}
+    for source in dead_topics:
+        metrics.dead_letters.labels(SERVICE, source)  # a series at 0 before any letter
 
     async def dead_letter(event: Any, topic: str, reason: str) -> None:
         letter = DeadLettered(
@@ -265,5 +268,6 @@ def main() -> None:
     """Run the worker: ``python -m streams.collapse_detector`` (faust's worker options)."""
     if len(sys.argv) == 1:
         level = os.environ.get("TRADINGBOT_LOG_LEVEL", "warn").lower()
-        sys.argv += ["worker", "--loglevel", {"warning": "warn"}.get(level, level)]
+        # No faust web server: metrics are served by prometheus_client on 127.0.0.1.
+        sys.argv += ["worker", "--without-web", "--loglevel", {"warning": "warn"}.get(level, level)]
     create_app().main()
