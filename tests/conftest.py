@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def port_finder() -> Callable[[int], list[int]]:
+    """A function giving distinct free ports on 127.0.0.1."""
+    return free_ports
 
 
 def free_ports(count: int) -> list[int]:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.events import CollapseDetected, StepCompleted
+from core.events import StepCompleted
 from grafana.dashboards import all_exprs
 from rl_agents.data import load_bars, universe
 from services.kafka import read_topic
@@ -45,9 +45,9 @@ from services.monitoring import (
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
 from streams.topics import AGENT_ACTIONS, MONITOR_ORDERS, PORTFOLIO_EVENTS, SIM_CLOCK
-from tests.conftest import REPO, free_ports
 
 SYMBOLS, STEPS, EVERY, RESTART_AT = 12, 120, 4, 60
+REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules" / "tradingbot.yml"
 
 
@@ -111,9 +111,13 @@ async def _restart_at_step(
 
 
 @pytest.fixture(scope="module")
-def monitored_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def monitored_run(
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    port_finder: Callable[[int], list[int]],
+) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("monitoring")
-    prom, am, hook, replay_p, agent_p, pm_p, det_p = free_ports(7)
+    prom, am, hook, replay_p, agent_p, pm_p, det_p = port_finder(7)
     _Webhook.received = []
     server = HTTPServer(("127.0.0.1", hook), _Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
