@@ -6,13 +6,15 @@ action and fill, exports every statistic to Prometheus and emits
 ``CollapseDetected`` / ``CollapseResolved`` on ``monitor.alerts`` when a
 threshold is crossed: one open alert per agent and metric, no storms.
 
-State survives a restart: every action goes into a faust table slot (its
-changelog topic is the durable copy) and the windows are rebuilt from the
-slots on first use; the open alerts are a table too.
+State survives a restart: every action goes into a faust table slot with its
+sequence number (the changelog topic is the durable copy) and the windows are
+rebuilt from the slots on first use; the open alerts are a table too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from core.actions import ActionKind, classify
@@ -51,9 +55,10 @@ class Detector:
         self.limits = config.thresholds()
         self.metrics = metrics
         self.windows: dict[str, ActionWindow] = {}
-        self.slots = app.Table("collapse-slots", default=None, partitions=AGENT_ACTIONS.partitions)
-        self.heads = app.Table("collapse-heads", default=int, partitions=AGENT_ACTIONS.partitions)
-        self.open = app.Table("collapse-open", default=str, partitions=AGENT_ACTIONS.partitions)
+        self.slots = app.Table(TABLES[0], default=None, partitions=AGENT_ACTIONS.partitions)
+        self.counts: dict[str, int] = {}
+        """Actions seen per agent (cached; the durable copy is the slots' sequence numbers)."""
+        self.open = app.Table(TABLES[1], default=str, partitions=AGENT_ACTIONS.partitions)
         self.window_label = f"{config.window} actions / {config.span_days:g} days"
 
     def window(self, key: str) -> ActionWindow:
@@ -61,15 +66,13 @@ class Detector:
         window = self.windows.get(key)
         if window is None:
             window = ActionWindow(self.config.window, self.config.span_ns)
-            count = self.heads[key]
-            for i in range(max(0, count - self.config.window), count):
-                slot = self.slots[f"{key}|{i % self.config.window}"]
-                if slot is None:
-                    continue
-                raw, kind, step, event_time, outcome = slot
+            slots = [self.slots.get(f"{key}|{i}") for i in range(self.config.window)]
+            stored = sorted((s for s in slots if s is not None), key=lambda s: s[5])
+            for raw, kind, step, event_time, outcome, _ in stored:
                 window.add(raw=raw, kind=kind, step=step, event_time=event_time)
                 if outcome != PENDING and kind != HOLD:
                     window.settle(step, filled=outcome == FILLED)
+            self.counts[key] = stored[-1][5] + 1 if stored else 0
             self.windows[key] = window
         return window
 
@@ -79,12 +82,12 @@ class Detector:
         kind = int(classify([action.smoothed], self.config.hold_threshold)[0])
         window = self.window(key)
         window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
-        count = self.heads[key]
+        count = self.counts[key]
         self.slots[f"{key}|{count % self.config.window}"] = [
             action.raw, kind, action.step, action.event_time,
-            UNFILLED if kind == HOLD else PENDING,
+            UNFILLED if kind == HOLD else PENDING, count,
         ]  # fmt: skip
-        self.heads[key] = count + 1
+        self.counts[key] = count + 1
         stats = window.stats()
         self.metrics.observe(action.symbol, stats)
         self.metrics.actions.inc()
@@ -97,12 +100,12 @@ class Detector:
         step = order.step - 1
         filled = isinstance(order, OrderFilled)
         if window.settle(step, filled=filled):
-            count = self.heads[key]
+            count = self.counts[key]
             for i in range(count - 1, max(0, count - self.config.window) - 1, -1):
                 slot_key = f"{key}|{i % self.config.window}"
-                slot = self.slots[slot_key]
+                slot = self.slots.get(slot_key)
                 if slot is not None and slot[2] == step:
-                    self.slots[slot_key] = [*slot[:4], FILLED if filled else UNFILLED]
+                    self.slots[slot_key] = [*slot[:4], FILLED if filled else UNFILLED, slot[5]]
                     break
             self.metrics.trade_frequency.labels(order.symbol).set(window.stats().trade_frequency)
 
@@ -264,8 +267,40 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
     return app
 
 
+TABLES = ("collapse-slots", "collapse-open")
+
+
+async def ensure_changelogs(config: DetectorConfig) -> None:
+    """Create the tables' changelog topics before the worker starts.
+
+    Faust creates them itself, but a worker that starts against a topic it
+    has just created can keep stale metadata of it (zero partitions) and
+    crash on its first write to that table.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id=SERVICE)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                f"{config.app_id}-{table}-changelog",
+                AGENT_ACTIONS.partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"},
+            )
+            for table in TABLES
+            if f"{config.app_id}-{table}-changelog" not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
 def main() -> None:
     """Run the worker: ``python -m streams.collapse_detector`` (faust's worker options)."""
+    asyncio.run(ensure_changelogs(DetectorConfig()))
     if len(sys.argv) == 1:
         level = os.environ.get("TRADINGBOT_LOG_LEVEL", "warn").lower()
         # No faust web server: metrics are served by prometheus_client on 127.0.0.1.
