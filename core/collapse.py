@@ -15,9 +15,10 @@ rules) and whether it led to a fill. The statistics (docs/collapse.md):
 - ``kind_run``: longest run of consecutive identical kinds (reported; holding
   or buying for days is normal, so no alert uses it by default);
 - ``trade_frequency``: share of the window's settled actions that led to a
-  fill. An action is settled when its outcome is known: a hold at once, a buy
-  or sell when the portfolio manager fills or skips its order (a step later);
-  actions still waiting for their order are left out of the share;
+  fill. An action is settled when its outcome is known: at once when its
+  order fills, otherwise once the portfolio has marked the step after it
+  (``settle_through``), so holds and refused orders count only when trades
+  decided beside them have had their chance to fill;
 - ``saturation``: share of raw actions at the bounds (|a| >= 0.99).
 
 A window is bounded by a count (the last ``size`` actions) and optionally by
@@ -136,6 +137,7 @@ class ActionWindow:
         self._saturated_count = 0
         self._filled_count = 0
         self._settled_count = 0
+        self._through = 0  # actions [0, _through) are past the settled horizon
         self._raw_runs = _LongestRun()
         self._kind_runs = _LongestRun()
 
@@ -158,12 +160,18 @@ class ActionWindow:
         saturated = abs(raw) >= SATURATION
         self._saturated.append(saturated)
         self._saturated_count += saturated
-        settled = kind == HOLD
-        self._outcome.append(UNFILLED if settled else PENDING)
-        self._settled_count += settled
+        self._outcome.append(PENDING)
         self._steps.append(step)
         self._raw_runs.push(raw)
         self._kind_runs.push(kind)
+
+    def settle_through(self, step: int) -> None:
+        """Every action decided at or before ``step`` without a fill did not fill."""
+        while self._through < len(self._steps) and self._steps[self._through] <= step:
+            if self._outcome[self._through] == PENDING:
+                self._outcome[self._through] = UNFILLED
+                self._settled_count += 1
+            self._through += 1
 
     def mark_filled(self, step: int) -> bool:
         """Record that the order of the action decided at ``step`` filled."""
@@ -203,6 +211,7 @@ class ActionWindow:
         self._kind_counts[self._kinds.popleft()] -= 1
         self._saturated_count -= self._saturated.popleft()
         outcome = self._outcome.popleft()
+        self._through = max(0, self._through - 1)
         self._filled_count -= outcome == FILLED
         self._settled_count -= outcome != PENDING
         self._steps.popleft()

@@ -430,13 +430,22 @@ def format_monitoring(result: DemoResult) -> str:
         "Policies served: " + ", ".join(f"{name} x{n}" for name, n in sorted(policies.items())),
         f"Collapse alerts on monitor.alerts: {len(result.alerts)} agent(s)",
     ]
+    quiet: list[str] = []  # agents whose only alert is a low trade frequency
     for agent, alerts in result.alerts.items():
+        if {a.metric for a in alerts.detected} == {"trade_frequency"}:
+            quiet.append(agent)
+            continue
         detail = ", ".join(
             f"{a.metric} {a.value:.2f} vs {a.threshold:g} ({a.severity})" for a in alerts.detected
         )
         lines.append(
             f"  {agent:<6} [{result.policies.get(agent, '?')}] first after "
             f"{alerts.first_after_actions} actions: {detail}"
+        )
+    if quiet:
+        lines.append(
+            f"  low trade frequency only (< 5% of their orders filled) on {len(quiet)} agent(s): "
+            + ", ".join(quiet)
         )
     if result.firing:
         firing = ", ".join(f"{name} x{n}" for name, n in sorted(result.firing.items()))

@@ -29,8 +29,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from core.actions import ActionKind, classify
-from core.collapse import FILLED, HOLD, PENDING, UNFILLED, ActionWindow, CollapseStats, evaluate
+from core.collapse import FILLED, PENDING, UNFILLED, ActionWindow, CollapseStats, evaluate
 from core.events import (
+    AccountMarked,
     ActionDecided,
     CollapseDetected,
     CollapseResolved,
@@ -56,6 +57,8 @@ class Detector:
         self.metrics = metrics
         self.windows: dict[str, ActionWindow] = {}
         self.slots = app.Table(TABLES[0], default=None, partitions=AGENT_ACTIONS.partitions)
+        self.horizon: dict[str, int] = {}
+        """Per run, the last step whose orders are all known (the ledger marked the next)."""
         self.counts: dict[str, int] = {}
         """Actions seen per agent (cached; the durable copy is the slots' sequence numbers)."""
         self.open = app.Table(TABLES[1], default=str, partitions=AGENT_ACTIONS.partitions)
@@ -70,7 +73,7 @@ class Detector:
             stored = sorted((s for s in slots if s is not None), key=lambda s: s[5])
             for raw, kind, step, event_time, outcome, _ in stored:
                 window.add(raw=raw, kind=kind, step=step, event_time=event_time)
-                if outcome != PENDING and kind != HOLD:
+                if outcome != PENDING:
                     window.settle(step, filled=outcome == FILLED)
             self.counts[key] = stored[-1][5] + 1 if stored else 0
             self.windows[key] = window
@@ -84,16 +87,18 @@ class Detector:
         window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
         count = self.counts[key]
         self.slots[f"{key}|{count % self.config.window}"] = [
-            action.raw, kind, action.step, action.event_time,
-            UNFILLED if kind == HOLD else PENDING, count,
+            action.raw, kind, action.step, action.event_time, PENDING, count,
         ]  # fmt: skip
         self.counts[key] = count + 1
+        window.settle_through(self.horizon.get(action.run_id, -1))
         stats = window.stats()
         self.metrics.observe(action.symbol, stats)
         self.metrics.actions.inc()
         return self._alerts(action, key, stats)
 
-    def on_order(self, order: OrderFilled | OrderSkipped) -> None:
+    def on_order(
+        self, order: OrderFilled | OrderSkipped
+    ) -> list[CollapseDetected | CollapseResolved]:
         """Settle the action whose order filled or was skipped (decided one step before)."""
         key = f"{order.run_id}|{order.symbol}"
         window = self.window(key)
@@ -107,11 +112,19 @@ class Detector:
                 if slot is not None and slot[2] == step:
                     self.slots[slot_key] = [*slot[:4], FILLED if filled else UNFILLED, slot[5]]
                     break
-            self.metrics.trade_frequency.labels(order.symbol).set(window.stats().trade_frequency)
+        window.settle_through(self.horizon.get(order.run_id, -1))
+        stats = window.stats()
+        self.metrics.trade_frequency.labels(order.symbol).set(stats.trade_frequency)
+        return self._alerts(order, key, stats)  # the trade frequency moves with orders
+
+    def on_marked(self, marked: AccountMarked) -> None:
+        """The ledger marked ``step``: the orders of step - 1 are all known."""
+        self.horizon[marked.run_id] = max(self.horizon.get(marked.run_id, -1), marked.step - 1)
 
     def _alerts(
-        self, action: ActionDecided, key: str, stats: CollapseStats
+        self, action: ActionDecided | OrderFilled | OrderSkipped, key: str, stats: CollapseStats
     ) -> list[CollapseDetected | CollapseResolved]:
+        """Open or resolve alerts for the agent's window; ``action`` is the cause."""
         events: list[CollapseDetected | CollapseResolved] = []
         for metric, breach in evaluate(stats, self.limits).items():
             open_key = f"{key}|{metric}"
@@ -247,9 +260,14 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
             except CodecError as e:
                 await dead_letter(event, PORTFOLIO_EVENTS.name, str(e))
                 continue
-            if isinstance(order, OrderFilled | OrderSkipped) and (
-                not config.run_id or order.run_id == config.run_id
-            ):
+            if not isinstance(order, OrderFilled | OrderSkipped | AccountMarked):
+                continue
+            if config.run_id and order.run_id != config.run_id:
+                continue
+            if isinstance(order, AccountMarked):  # every partition learns the horizon
+                for partition in range(MONITOR_ORDERS.partitions):
+                    await orders.send(key=None, value=event.value, partition=partition)
+            else:
                 await orders.send(key=order.symbol.encode(), value=event.value)
 
     @app.agent(orders)
@@ -257,7 +275,10 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
         async for value in stream:
             order = CODEC.decode(value)
             if isinstance(order, OrderFilled | OrderSkipped):
-                detector.on_order(order)
+                for alert in detector.on_order(order):
+                    await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
+            elif isinstance(order, AccountMarked):
+                detector.on_marked(order)
 
     @app.task
     async def serve_metrics() -> None:
