@@ -8,14 +8,14 @@ data: the next state still has a value). SAC bootstraps with
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-ArrayLike = npt.NDArray[np.generic] | Tensor | float | bool
+ArrayLike = npt.ArrayLike | Tensor
 
 
 class Batch(NamedTuple):
@@ -37,12 +37,28 @@ class Batch(NamedTuple):
     """``[B]`` int64, which agent (symbol) of a fleet produced the transition; 0 otherwise."""
 
 
-def _rows(value: ArrayLike, k: int, width: int | None, device: torch.device) -> Tensor:
-    tensor = torch.as_tensor(value, device=device)
+def _shaped(value: ArrayLike, k: int, width: int | None) -> tuple[int, ...]:
     shape = (k,) if width is None else (k, width)
-    if tensor.numel() != k * (width or 1):
-        raise ValueError(f"expected {k} row(s) of shape {shape[1:]}, got {tuple(tensor.shape)}")
-    return tensor.reshape(shape)
+    size = value.numel() if isinstance(value, Tensor) else np.size(value)
+    if size != k * (width or 1):
+        got = tuple(value.shape) if isinstance(value, Tensor) else np.shape(value)
+        raise ValueError(f"expected {k} row(s) of shape {shape[1:]}, got {got}")
+    return shape
+
+
+def _numpy_rows(value: ArrayLike, k: int, width: int | None) -> npt.NDArray[Any]:
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().numpy()
+    if width is None and np.size(value) == 1:
+        return np.full(k, value)
+    return np.reshape(value, _shaped(value, k, width))
+
+
+def _tensor_rows(value: ArrayLike, k: int, width: int | None, like: Tensor) -> Tensor:
+    tensor = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if width is None and tensor.numel() == 1:
+        return tensor.reshape(1).expand(k)
+    return tensor.reshape(_shaped(tensor, k, width))
 
 
 class ReplayBuffer:
@@ -58,18 +74,29 @@ class ReplayBuffer:
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.device = torch.device(device)
-        f32 = {"dtype": torch.float32, "device": self.device}
-        self.observations = torch.zeros(capacity, obs_dim, **f32)
-        self.actions = torch.zeros(capacity, action_dim, **f32)
-        self.rewards = torch.zeros(capacity, **f32)
-        self.next_observations = torch.zeros(capacity, obs_dim, **f32)
-        self.terminated = torch.zeros(capacity, **f32)
-        self.truncated = torch.zeros(capacity, **f32)
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(shape, dtype=torch.float32, device=self.device)
+
+        self.observations = zeros(capacity, obs_dim)
+        self.actions = zeros(capacity, action_dim)
+        self.rewards = zeros(capacity)
+        self.next_observations = zeros(capacity, obs_dim)
+        self.terminated = zeros(capacity)
+        self.truncated = zeros(capacity)
         self.agent_ids = torch.zeros(capacity, dtype=torch.int64, device=self.device)
         self.position = 0
         """Index of the next row to write."""
         self.size = 0
         """Rows holding a transition."""
+        self._columns = (
+            self.observations, self.actions, self.rewards, self.next_observations,
+            self.terminated, self.truncated,
+        )  # fmt: skip
+        self._widths = (obs_dim, action_dim, None, obs_dim, None, None)
+        # On the CPU, rows are written through numpy views of the same memory: a numpy
+        # row copy costs a fraction of a tensor one.
+        self._views = tuple(c.numpy() for c in self._columns) if self.device.type == "cpu" else None
 
     def __len__(self) -> int:
         return self.size
@@ -85,30 +112,32 @@ class ReplayBuffer:
         agent_ids: ArrayLike | None = None,
     ) -> None:
         """Store ``k`` transitions at once: ``obs [k, obs_dim]`` (or ``[obs_dim]`` for one),
-        ``action [k, action_dim]``, ``reward``, ``terminated`` and ``truncated`` ``[k]``.
+        ``action [k, action_dim]``, ``reward``, ``terminated`` and ``truncated`` ``[k]`` (or
+        one value for all ``k``).
 
         One step of a portfolio env of n symbols is n transitions: pass
         ``agent_ids = arange(n)`` so each row remembers its symbol.
         """
-        obs_t = torch.as_tensor(obs, device=self.device)
-        k = obs_t.numel() // self.obs_dim
+        size = obs.numel() if isinstance(obs, Tensor) else np.size(obs)
+        k = size // self.obs_dim
         if k < 1 or k > self.capacity:
             raise ValueError(f"add takes 1..{self.capacity} transitions, got {k}")
-        end = self.position + k
-        target: slice | Tensor = (
-            slice(self.position, end)
-            if end <= self.capacity
-            else torch.arange(self.position, end, device=self.device) % self.capacity
-        )
-        device = self.device
-        self.observations[target] = _rows(obs_t, k, self.obs_dim, device)
-        self.actions[target] = _rows(action, k, self.action_dim, device)
-        self.rewards[target] = _rows(reward, k, None, device)
-        self.next_observations[target] = _rows(next_obs, k, self.obs_dim, device)
-        self.terminated[target] = _rows(terminated, k, None, device)
-        self.truncated[target] = _rows(truncated, k, None, device)
-        ids = 0 if agent_ids is None else _rows(agent_ids, k, None, device)
-        self.agent_ids[target] = ids
+        values = (obs, action, reward, next_obs, terminated, truncated)
+        start, end = self.position, self.position + k
+        if self._views is not None:
+            rows = (
+                slice(start, end) if end <= self.capacity else np.arange(start, end) % self.capacity
+            )
+            for view, value, width in zip(self._views, values, self._widths, strict=True):
+                view[rows] = _numpy_rows(value, k, width)
+            ids = 0 if agent_ids is None else _numpy_rows(agent_ids, k, None)
+            self.agent_ids.numpy()[rows] = ids
+        else:
+            index = torch.arange(start, end, device=self.device) % self.capacity
+            for column, value, width in zip(self._columns, values, self._widths, strict=True):
+                column[index] = _tensor_rows(value, k, width, column)
+            ids_value = 0 if agent_ids is None else _tensor_rows(agent_ids, k, None, self.agent_ids)
+            self.agent_ids[index] = ids_value
         self.position = (self.position + k) % self.capacity
         self.size = min(self.size + k, self.capacity)
 

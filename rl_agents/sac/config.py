@@ -218,7 +218,7 @@ def _mapping(data: object, where: str, known: tuple[str, ...]) -> dict[str, Any]
 def _coerce(kind: type, name: str, value: object, where: str) -> object:
     """``value`` as the type of field ``name`` of ``kind`` (YAML reads ``3e-4`` as a str)."""
     hint = typing.get_type_hints(kind)[name]
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
     for option in options:
         literals = typing.get_args(option) if typing.get_origin(option) is Literal else ()
         if literals and value in literals:
@@ -243,10 +243,14 @@ def _coerce(kind: type, name: str, value: object, where: str) -> object:
     raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
 
 
+def _is_union(hint: object) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
 def _describe(hint: object) -> str:
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if isinstance(hint, types.UnionType):
+    if _is_union(hint):
         return " or ".join(_describe(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
         return "a list of integers"

@@ -176,5 +176,5 @@ class TwinCritic(nn.Module):
                 weight, bias = weight.detach(), bias.detach()
             x = torch.baddbmm(bias, x, weight)
             if i < last:
-                x = F.relu(x)
+                x = F.relu(x, inplace=True)
         return x.squeeze(-1)

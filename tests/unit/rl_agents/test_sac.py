@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -375,6 +376,24 @@ def test_smoke_training_of_a_fleet_on_the_portfolio_env() -> None:
     obs, _ = env.reset(seed=0)
     assert agent.act(obs).shape == (5,)
     assert all(math.isfinite(v) for v in agent.last_losses.values())
+
+
+class SymbolRewards(gym.Wrapper[Any, Any, Any, Any]):
+    """Reports a per-symbol reward of NaN for every symbol."""
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "symbol_rewards": np.full(5, np.nan)}
+
+
+def test_fleet_learns_from_per_symbol_rewards_when_the_env_reports_them() -> None:
+    env = SymbolRewards(PortfolioTradingEnv(EnvConfig(n_symbols=5, steps=30)))
+    config = dataclasses.replace(
+        SMALL, env_type="portfolio", total_timesteps=20, learning_starts=10
+    )
+
+    with pytest.raises(TrainingDiverged, match="critic_loss"):  # the NaN rewards reached SAC
+        train(env, config)
 
 
 def test_early_stop_once_the_evaluation_reaches_the_goal() -> None:

@@ -1,0 +1,61 @@
+"""``SACPolicy``: a trained SAC actor behind the serving agents' ``Policy`` protocol."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rl_agents.policies import Actions, Observations
+from rl_agents.sac.agent import SAC
+
+
+class SACPolicy:
+    """Deterministic actions ``tanh(mean)`` of a SAC actor, on the CPU, one batched call.
+
+    A single-symbol actor maps each row of ``observations [n, d]`` alone; a
+    ``FleetActor`` needs exactly its ``n_agents`` rows, in the order of the
+    symbols it was trained on.
+    """
+
+    name = "sac"
+
+    def __init__(self, agent: SAC, version: str) -> None:
+        if agent.n_agents is None and agent.action_dim != 1:
+            raise ValueError(
+                f"the Policy protocol serves one action per row; this actor has "
+                f"{agent.action_dim} action dimensions"
+            )
+        self.version = version
+        self.obs_dim = agent.obs_dim
+        self.n_agents = agent.n_agents
+        self.actor = copy.deepcopy(agent.actor).to("cpu").eval().requires_grad_(False)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        observation_space: spaces.Box | None = None,
+        action_space: spaces.Box | None = None,
+    ) -> SACPolicy:
+        """The policy of a checkpoint file, checked against the serving spaces when given."""
+        from rl_agents.checkpoints import load_checkpoint
+
+        checkpoint = load_checkpoint(path, observation_space, action_space)
+        return cls(checkpoint.agent(device="cpu"), version=checkpoint.version)
+
+    def act(self, observations: Observations) -> Actions:
+        """One action in [-1, 1] per observation row."""
+        obs = np.ascontiguousarray(observations, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"expected observations [n, {self.obs_dim}], got {obs.shape}")
+        if self.n_agents is not None and obs.shape[0] != self.n_agents:
+            raise ValueError(
+                f"this fleet policy serves {self.n_agents} symbols, got {obs.shape[0]} rows"
+            )
+        with torch.inference_mode():
+            mean, _ = self.actor(torch.from_numpy(obs))
+            return torch.tanh(mean).reshape(-1).to(torch.float64).numpy()
