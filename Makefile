@@ -65,6 +65,7 @@ bench: setup $(BENCH_STAMP)
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.detector
 	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
+	$(VENV)/bin/python -m benchmarks.sac $(BENCH_SAC_ARGS)
 
 stop:
 	@for pid in runs/*/collapse-detector.pid; do [ -f "$$pid" ] && kill "$$(cat "$$pid")" 2>/dev/null; rm -f "$$pid"; done; true

@@ -1,4 +1,4 @@
-"""Agents: data sets, policies and gymnasium environments (SAC comes next).
+"""Agents: data sets, policies, gymnasium environments, SAC with curiosity, checkpoints.
 
 ``rl_agents`` never imports Kafka or a database; it builds on ``core``.
 Importing it registers the environments with gymnasium:

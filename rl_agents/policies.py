@@ -108,11 +108,28 @@ class DiscreteAlwaysPolicy:
         return self._migrator.to_continuous(discrete)
 
 
-POLICIES = ("momentum", "probe", "always-buy-small")
+POLICIES = ("momentum", "probe", "always-buy-small", "sac:<checkpoint path>")
 
 
 def make_policy(name: str, *, window: int) -> Policy:
-    """The policy registered under ``name`` (momentum looks back at most ``window`` bars)."""
+    """The policy registered under ``name`` (momentum looks back at most ``window`` bars).
+
+    ``sac:<path>`` serves a trained SAC checkpoint; it is checked against the
+    serving observation (``window`` bars of features plus the account) and
+    action spaces, so a checkpoint trained for other observations fails here.
+    """
+    if name.startswith("sac:"):
+        from gymnasium import spaces
+
+        from rl_agents.checkpoints import trading_feature_names
+        from rl_agents.sac.policy import SACPolicy
+
+        width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
+        return SACPolicy.from_checkpoint(
+            name.removeprefix("sac:"),
+            spaces.Box(-5.0, 5.0, (width,), dtype=np.float32),
+            spaces.Box(-1.0, 1.0, (1,), dtype=np.float32),
+        )
     if name == "momentum":
         return MomentumPolicy(window=window, lookback=min(window, 5))
     if name == "probe":

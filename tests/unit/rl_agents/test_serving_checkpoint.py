@@ -1,0 +1,51 @@
+"""A trained SAC checkpoint served through the symbol agents' ``make_policy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_agents.checkpoints import CheckpointMismatch, save_checkpoint, trading_feature_names
+from rl_agents.data import load_bars, universe
+from rl_agents.envs import ContinuousTradingEnv, EnvConfig
+from rl_agents.policies import make_policy
+from rl_agents.sac.agent import train
+from rl_agents.sac.config import SACConfig
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    env = ContinuousTradingEnv(
+        EnvConfig(), frame=universe(load_bars("bytetheory"), 1, start=0, steps=60)
+    )
+    config = SACConfig(total_timesteps=150, learning_starts=50, batch_size=32, seed=3)
+    result = train(env, config)
+    path = tmp_path_factory.mktemp("ckpt") / "sac.pt"
+    return save_checkpoint(
+        path,
+        result.agent,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        feature_names=trading_feature_names(10),
+    )
+
+
+def test_symbol_agents_serve_a_checkpoint_as_one_batched_policy(checkpoint: Path) -> None:
+    policy = make_policy(f"sac:{checkpoint}", window=10)
+    obs = np.random.default_rng(0).uniform(-1, 1, (143, 63)).astype(np.float32)
+
+    actions = policy.act(obs)
+
+    assert policy.name == "sac" and policy.version
+    assert actions.shape == (143,)
+    assert np.all(np.abs(actions) <= 1.0)
+    assert np.array_equal(actions, policy.act(obs))  # deterministic serving
+
+
+def test_a_checkpoint_for_another_observation_window_is_refused(checkpoint: Path) -> None:
+    with pytest.raises(CheckpointMismatch):
+        make_policy(f"sac:{checkpoint}", window=5)
