@@ -121,7 +121,6 @@ def make_policy(name: str, *, window: int) -> Policy:
     if name.startswith("sac:"):
         from gymnasium import spaces
 
-        from rl_agents.checkpoints import trading_feature_names
         from rl_agents.sac.policy import SACPolicy
 
         width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
