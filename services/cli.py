@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     demo.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="service logs go here")
 
+    commands.add_parser(
+        "train", help="train SAC and save a checkpoint (options: `tradingbot train --help`)"
+    )
+
     topics = commands.add_parser("topics", help="create the topics on a broker")
     topics.add_argument("--bootstrap", default="127.0.0.1:9092")
 
@@ -98,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the trainer has its own options, built from SACConfig
+        from rl_agents.sac.__main__ import main as train_main
+
+        return train_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":

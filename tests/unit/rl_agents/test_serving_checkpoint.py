@@ -14,6 +14,9 @@ from rl_agents.envs import ContinuousTradingEnv, EnvConfig
 from rl_agents.policies import make_policy
 from rl_agents.sac.agent import train
 from rl_agents.sac.config import SACConfig
+from services.cli import main as cli_main
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "rl_agents" / "sac" / "templates"
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +52,21 @@ def test_symbol_agents_serve_a_checkpoint_as_one_batched_policy(checkpoint: Path
 def test_a_checkpoint_for_another_observation_window_is_refused(checkpoint: Path) -> None:
     with pytest.raises(CheckpointMismatch):
         make_policy(f"sac:{checkpoint}", window=5)
+
+
+def test_tradingbot_train_writes_a_checkpoint_the_agents_can_serve(tmp_path: Path) -> None:
+    out = tmp_path / "cli.pt"
+    code = cli_main(
+        [
+            "train",
+            "--config", str(TEMPLATES / "phase_a2_sac.yaml"),
+            "--training.total_timesteps", "120",
+            "--training.learning_starts", "60",
+            "--training.batch_size", "32",
+            "--eval-every", "0",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+
+    assert code == 0 and out.is_file()
+    assert make_policy(f"sac:{out}", window=10).act(np.zeros((3, 63), np.float32)).shape == (3,)
