@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.metrics import metrics_host
+
 
 class _MemoryCollector(Collector):
     """Resident memory of this process, absolute and as a share of the machine's memory."""
@@ -58,9 +60,9 @@ class ServiceMetrics:
         self.registry.register(_MemoryCollector(service))
 
     def serve(self, port: int) -> None:
-        """Serve /metrics on 127.0.0.1:port (0: do not serve)."""
+        """Serve /metrics on port (0: do not serve), on ``metrics_host()``."""
         if port:
-            start_http_server(port, addr="127.0.0.1", registry=self.registry)
+            start_http_server(port, addr=metrics_host(), registry=self.registry)
 
     async def track_lag(self, consumer: AIOKafkaConsumer, interval_s: float = 1.0) -> None:
         """Update the lag gauge of every assigned topic until cancelled."""

@@ -41,6 +41,7 @@ from core.events import (
 from streams.codec import CODEC, CodecError, DeadLettered
 from streams.collapse_detector.config import DetectorConfig
 from streams.collapse_detector.metrics import DetectorMetrics
+from streams.metrics import metrics_host
 from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
 
 SERVICE = "collapse-detector"
@@ -283,7 +284,7 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
     @app.task
     async def serve_metrics() -> None:
         if config.metrics_port:
-            start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+            start_http_server(config.metrics_port, addr=metrics_host(), registry=registry)
 
     return app
 
