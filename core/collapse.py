@@ -144,6 +144,11 @@ class ActionWindow:
     def __len__(self) -> int:
         return len(self._bins)
 
+    @property
+    def last_step(self) -> int | None:
+        """Step of the newest action in the window (None when empty)."""
+        return self._steps[-1] if self._steps else None
+
     def add(self, *, raw: float, kind: int, step: int = 0, event_time: int = 0) -> None:
         """Add one action (``kind`` as ActionKind code), dropping what leaves the window."""
         if len(self._bins) == self.size:

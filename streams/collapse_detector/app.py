@@ -85,6 +85,8 @@ class Detector:
         key = f"{action.run_id}|{action.symbol}"
         kind = int(classify([action.smoothed], self.config.hold_threshold)[0])
         window = self.window(key)
+        if window.last_step is not None and action.step <= window.last_step:
+            return []  # redelivered after a restart (at-least-once): already counted
         window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
         count = self.counts[key]
         self.slots[f"{key}|{count % self.config.window}"] = [

@@ -165,3 +165,12 @@ def test_trade_frequency_waits_for_enough_settled_actions() -> None:
     window = stats(trade_frequency=0.0, settled=49)
 
     assert evaluate(window, CollapseThresholds())["trade_frequency"] is None
+
+
+def test_the_window_knows_the_step_of_its_newest_action() -> None:
+    window = ActionWindow(10)
+    assert window.last_step is None
+
+    window.add(raw=0.1, kind=BUY, step=4)
+
+    assert window.last_step == 4
