@@ -216,9 +216,15 @@ def test_healthy_agents_in_the_same_run_raise_none(monitored_run: Run) -> None:
 def test_restarting_the_worker_mid_run_keeps_the_windows(monitored_run: Run) -> None:
     # Reset windows would hold only the actions after the restart (60), and
     # would raise every alert a second time once they held 50 actions again.
-    for agent in monitored_run.collapsed | monitored_run.healthy:
-        line = f'tradingbot_agent_window_actions{{agent="{agent}"}} {float(STEPS)}'
-        assert line in monitored_run.detector_metrics, agent
+    counts = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r'^tradingbot_agent_window_actions\{agent="([A-Z]+)"\} (\S+)$',
+            monitored_run.detector_metrics,
+            re.MULTILINE,
+        )
+    }
+    assert counts == dict.fromkeys(monitored_run.collapsed | monitored_run.healthy, float(STEPS))
     for agent in monitored_run.collapsed:
         keys = [(d.metric, d.severity) for d in monitored_run.alerts[agent].detected]
         assert len(keys) == len(set(keys)), keys
