@@ -22,28 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (and the next one too)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports on 127.0.0.1")
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real single-node Kafka started for this test session."""
-    port = free_port()
+    port, controller = free_ports(2)
     env = {
         **os.environ,
         "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller),
         "KAFKA_DATA_DIR": str(tmp_path_factory.mktemp("kafka")),
         "KAFKA_FRESH": "1",
     }

@@ -7,7 +7,7 @@
 #
 # Environment:
 #   KAFKA_PORT             client (PLAINTEXT) port                  [9092]
-#   KAFKA_CONTROLLER_PORT  KRaft controller port                    [KAFKA_PORT+1]
+#   KAFKA_CONTROLLER_PORT  KRaft controller port                    [KAFKA_PORT+2; +1 would be 9093, Alertmanager's]
 #   KAFKA_DATA_DIR         data dir (logs, server.properties, ...)  [<cache>/kafka/data-$KAFKA_PORT]
 #   KAFKA_HEAP             JVM heap flags                           [-Xms256m -Xmx768m]
 #   KAFKA_OPTS             extra JVM flags                          []
@@ -55,7 +55,7 @@ is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 
 validate_env() {
   is_port "$KAFKA_PORT" || die "KAFKA_PORT='$KAFKA_PORT' is not a port number"
-  KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+  KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 2))}"
   is_port "$KAFKA_CONTROLLER_PORT" || die "KAFKA_CONTROLLER_PORT='$KAFKA_CONTROLLER_PORT' is not a port number"
   [[ "$KAFKA_CONTROLLER_PORT" != "$KAFKA_PORT" ]] || die "KAFKA_CONTROLLER_PORT must differ from KAFKA_PORT"
   is_uint "$KAFKA_START_TIMEOUT" || die "KAFKA_START_TIMEOUT must be a number of seconds"
