@@ -20,12 +20,14 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
+from prometheus_client import start_http_server
 
 import rl_agents  # noqa: F401 - registers the trading environments
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
-from rl_agents.sac.agent import Progress, train
+from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
+from rl_agents.training_monitor import TrainingMonitor
 
 SECTIONS: dict[str, type] = {
     "intrinsic_curiosity": ICMConfig,
@@ -48,6 +50,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium env id (default: by env_type)")
     p.add_argument("--out", type=Path, default=Path("runs/sac.pt"), help="checkpoint path")
     p.add_argument("--eval-every", type=int, default=5_000, help="steps between evaluations")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="serve the trainer's /metrics here (0: no)"
+    )
+    p.add_argument(
+        "--no-collapse-pause",
+        action="store_true",
+        help="keep training when the actions collapse (entropy below the critical 0.20)",
+    )
     p.add_argument("--env_type", help=field_docs(SACConfig)["env_type"])
     for section, kind in SECTIONS.items():
         group = p.add_argument_group(section)
@@ -85,14 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     env = gym.make(args.env or DEFAULT_ENVS[config.env_type])
     eval_env = gym.make(args.env or DEFAULT_ENVS[config.env_type])
 
-    def report(progress: Progress) -> None:
+    monitor = TrainingMonitor()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=monitor.registry)
+
+    def report(progress: Progress) -> bool:
         if progress.evaluation is not None:
             losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
             print(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
+        paused = monitor(progress)
+        return paused and not args.no_collapse_pause
 
-    result = train(env, config, report, eval_env=eval_env, eval_every=args.eval_every)
+    try:
+        result = train(env, config, report, eval_env=eval_env, eval_every=args.eval_every)
+    except TrainingDiverged as e:
+        monitor.metrics.nan_losses.inc()
+        print(f"stopped: {e}", file=sys.stderr)
+        return 4
     names, span = describe_env(env)
     metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
+    if monitor.pause is not None and not args.no_collapse_pause:
+        metrics["paused_at_step"] = float(monitor.pause.step)
+        metrics["paused_diversity"] = monitor.pause.diversity
     path = save_checkpoint(
         args.out,
         result.agent,
@@ -106,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         f"saved {path} after {result.steps} steps ({result.steps / result.seconds:.0f} steps/s), "
         f"eval return {result.final_return:.4g}"
     )
+    if "paused_at_step" in metrics:
+        pause = monitor.pause
+        assert pause is not None
+        print(
+            f"paused: agent {pause.agent}'s action diversity {pause.diversity:.2f} fell below "
+            f"{pause.threshold} at step {pause.step} (collapse); the checkpoint holds the state",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

@@ -288,6 +288,8 @@ class Progress:
     """The return of the episode that ended at this step, if one did."""
     evaluation: float | None
     """The mean evaluation return measured at this step, if one was."""
+    action: npt.NDArray[Any] | None = None
+    """The action taken at this step, in [-1, 1] (``[n]`` for a fleet)."""
 
 
 @dataclass(slots=True)
@@ -434,7 +436,7 @@ def train(
                 result.evaluations.append((step, evaluation))
         result.steps = step
         stop = callback is not None and bool(
-            callback(Progress(step, agent.last_losses, ended, evaluation))
+            callback(Progress(step, agent.last_losses, ended, evaluation, action))
         )
         if evaluation is not None and stop_return is not None and evaluation >= stop_return:
             result.stopped_early = stop = True
