@@ -182,6 +182,25 @@ class PortfolioClosed(Event):
     final_equity: float
 
 
+# --- agent.models -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelPublished(Event):
+    """The model the agents of ``agent_id`` serve from now on.
+
+    ``checkpoint`` empty means the built-in baseline policy. ``previous_*``
+    name the model it replaces, so a rollback is one more event.
+    """
+
+    agent_id: str
+    checkpoint: str
+    version: str
+    previous_checkpoint: str
+    previous_version: str
+    reason: str
+
+
 # --- monitor.alerts ---------------------------------------------------------
 
 

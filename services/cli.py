@@ -23,6 +23,7 @@ from services.demo import (
     format_summary,
     run_demo,
 )
+from services.models import ModelError
 from services.monitoring import MonitoringError
 from streams.topics import PORTFOLIO_EVENTS
 
@@ -87,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train SAC and save a checkpoint (options: `tradingbot train --help`)"
     )
 
+    agents = commands.add_parser("agents", help="publish or roll back the model the agents serve")
+    agent_commands = agents.add_subparsers(dest="agents_command", required=True)
+    publish = agent_commands.add_parser("publish", help="serve a SAC checkpoint from now on")
+    publish.add_argument("checkpoint", type=Path)
+    rollback = agent_commands.add_parser("rollback", help="return to the previous model")
+    for sub in (publish, rollback):
+        sub.add_argument("--bootstrap", default="127.0.0.1:9092")
+        sub.add_argument("--agent", default="fleet", help="model key (TRADINGBOT_AGENT_MODEL_ID)")
+
     topics = commands.add_parser("topics", help="create the topics on a broker")
     topics.add_argument("--bootstrap", default="127.0.0.1:9092")
 
@@ -131,6 +141,23 @@ def main(argv: list[str] | None = None) -> int:
             result = run_demo(options)
             print(format_summary(result.summary))
             print(format_monitoring(result))
+        elif args.command == "agents":
+            from services import models
+
+            if args.agents_command == "publish":
+                from rl_agents.checkpoints import load_checkpoint
+
+                path = args.checkpoint.resolve()
+                version = load_checkpoint(path).version
+                event = asyncio.run(
+                    models.publish(args.bootstrap, str(path), version, args.agent)
+                )
+            else:
+                event = asyncio.run(models.rollback(args.bootstrap, args.agent))
+            print(
+                f"{event.reason}: the agents serve {event.version} "
+                f"(was {event.previous_version}) from their next step"
+            )
         elif args.command == "topics":
             created = asyncio.run(kafka.create_topics(args.bootstrap))
             print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
@@ -149,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             run = summarize(events)
             print(json.dumps(asdict(run), indent=2) if args.json else format_summary(run))
-    except (DemoError, BarDataError, kafka.BrokerError, MonitoringError) as e:
+    except (DemoError, BarDataError, kafka.BrokerError, MonitoringError, ModelError) as e:
         print(f"tradingbot {args.command}: {e}", file=sys.stderr)
         return 1
     return 0

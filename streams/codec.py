@@ -25,6 +25,7 @@ from core.events import (
     CollapseResolved,
     DecisionRecorded,
     Event,
+    ModelPublished,
     OrderFilled,
     OrderSkipped,
     PortfolioClosed,
@@ -166,6 +167,7 @@ def default_codec() -> Codec:
         ("portfolio_closed", PortfolioClosed),
         ("dead_lettered", DeadLettered),
         ("collapse_detected", CollapseDetected),
+        ("model_published", ModelPublished),
         ("collapse_resolved", CollapseResolved),
     ):
         codec.register(name, cls)

@@ -26,6 +26,7 @@ from core.events import (
     ActionDecided,
     BarClosed,
     Event,
+    ModelPublished,
     PortfolioClosed,
     PortfolioOpened,
     ServiceReady,
@@ -37,8 +38,9 @@ from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
 from services.metrics import ServiceMetrics
+from services.models import FLEET
 from services.symbol_agent.metrics import AgentMetrics
-from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
+from streams.topics import AGENT_ACTIONS, AGENT_MODELS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "symbol-agent"
 log = logging.getLogger(SERVICE)
@@ -61,6 +63,8 @@ class AgentConfig(BaseSettings):
     collapsed_policy: str = "always-buy-small"
     """The deliberately collapsed policy of a mixed fleet."""
     collapsed_every: PositiveInt = 10
+    model_id: str = FLEET
+    """Key on agent.models of the model these agents serve (published or rolled back)."""
     """In a mixed fleet, symbols 0, k, 2k, ... (alphabetical order) get the collapsed policy."""
 
 
@@ -125,7 +129,12 @@ class SymbolAgent:
         try:
             await kafka.start(consumer, cfg.bootstrap)
             try:
-                await kafka.assign(consumer, [MARKET_BARS.name, PORTFOLIO_EVENTS.name])
+                # The model to serve: the latest on agent.models, then live updates.
+                for event in await kafka.read_topic(cfg.bootstrap, AGENT_MODELS.name):
+                    self._take(event)
+                await kafka.assign(
+                    consumer, [MARKET_BARS.name, PORTFOLIO_EVENTS.name, AGENT_MODELS.name]
+                )
                 dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
                 self.service_metrics.serve(self.agent.metrics_port)
                 lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
@@ -150,6 +159,10 @@ class SymbolAgent:
             await producer.stop()
 
     def _take(self, event: object) -> None:
+        if isinstance(event, ModelPublished):
+            if event.agent_id == self.agent.model_id:
+                self._load(event)
+            return
         if not isinstance(event, Event) or event.run_id != self.config.run_id:
             return
         if isinstance(event, PortfolioOpened):
@@ -179,6 +192,18 @@ class SymbolAgent:
             del self.bars[step]
             del self.snapshots[step]
             self.next_step += 1
+
+    def _load(self, model: ModelPublished) -> None:
+        """Serve ``model`` from the next step on (an empty checkpoint: the baseline)."""
+        name = f"sac:{model.checkpoint}" if model.checkpoint else self.agent.policy
+        try:
+            self.policy = make_policy(name, window=self.agent.window)
+        except Exception as e:  # noqa: BLE001 - a bad model must not stop the agent
+            log.error("cannot serve %s (%s): keeping %s", model.version, e, self.policy.version)
+            return
+        log.info("serving %s %s (%s)", self.policy.name, self.policy.version, model.reason)
+        if self.symbols:
+            self.policy_of = [self._assign(j) for j in range(len(self.symbols))]
 
     def _assign(self, j: int) -> Policy:
         mixed = self.agent.fleet == "mixed" and j % self.agent.collapsed_every == 0
