@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import time
@@ -176,6 +177,9 @@ async def start_group_at_end(bootstrap: str, group_id: str, topics: list[str]) -
     client = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )
+    # On a new broker the first group call waits for __consumer_offsets to exist;
+    # aiokafka retries it and logs each retry as an error. Keep that out of the demo's output.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.CRITICAL)
     await start(client, bootstrap)
     try:
         partitions = [tp for topic in topics for tp in await _partitions(client, topic)]
