@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 path = args.checkpoint.resolve()
                 version = load_checkpoint(path).version
-                event = asyncio.run(
-                    models.publish(args.bootstrap, str(path), version, args.agent)
-                )
+                event = asyncio.run(models.publish(args.bootstrap, str(path), version, args.agent))
             else:
                 event = asyncio.run(models.rollback(args.bootstrap, args.agent))
             print(
