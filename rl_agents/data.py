@@ -74,3 +74,20 @@ def universe(
         )
     chosen = span.select(eligible[:n_symbols])
     return chosen.window(0, chosen.n_steps)
+
+
+def chronological_split(
+    n_steps: int, train: float = 0.70, validation: float = 0.15
+) -> dict[str, tuple[int, int]]:
+    """Consecutive ``[start, stop)`` spans for training, validation and test, in time order.
+
+    Nothing of a later span is seen by an earlier one (no look-ahead); the test
+    span (the rest) is held out for evaluation.
+    """
+    if not (0 < train < 1 and 0 < validation < 1 and train + validation < 1):
+        raise ValueError("train and validation must be shares in (0, 1) that leave a test span")
+    first = int(n_steps * train)
+    second = first + int(n_steps * validation)
+    if first < 2 or second - first < 2 or n_steps - second < 2:
+        raise ValueError(f"{n_steps} steps are too few to split {train}/{validation}/rest")
+    return {"train": (0, first), "validation": (first, second), "test": (second, n_steps)}

@@ -25,6 +25,8 @@ from prometheus_client import start_http_server
 import rl_agents  # noqa: F401 - registers the trading environments
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
+from rl_agents.data import chronological_split, load_bars
+from rl_agents.envs import EnvConfig
 from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
 from rl_agents.training_monitor import TrainingMonitor
@@ -40,6 +42,11 @@ DEFAULT_ENVS = {
     "continuous": "tradingbot/ContinuousTrading-v0",
     "portfolio": "tradingbot/PortfolioTrading-v0",
 }
+
+
+def _span(bounds: tuple[int, int]) -> EnvConfig:
+    start, stop = bounds
+    return EnvConfig(start=start, steps=stop - start)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,8 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.template:
         print(config.to_yaml(), end="")
         return 0
-    env = gym.make(args.env or DEFAULT_ENVS[config.env_type])
-    eval_env = gym.make(args.env or DEFAULT_ENVS[config.env_type])
+    env_id = args.env or DEFAULT_ENVS[config.env_type]
+    split: dict[str, tuple[int, int]] | None = None
+    if env_id.startswith("tradingbot/"):
+        # Train on the first 70% of the days, evaluate on the next 15%, never see the last 15%.
+        split = chronological_split(load_bars(EnvConfig().dataset).n_steps)
+        env = gym.make(env_id, config=_span(split["train"]))
+        eval_env = gym.make(env_id, config=_span(split["validation"]))
+    else:
+        env = gym.make(env_id)
+        eval_env = gym.make(env_id)
 
     monitor = TrainingMonitor()
     if args.metrics_port:
@@ -113,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {e}", file=sys.stderr)
         return 4
     names, span = describe_env(env)
+    if span is not None and split is not None:
+        span["split"] = {name: list(bounds) for name, bounds in split.items()}
     metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
     if monitor.pause is not None and not args.no_collapse_pause:
         metrics["paused_at_step"] = float(monitor.pause.step)

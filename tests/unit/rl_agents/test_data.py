@@ -163,3 +163,13 @@ def test_shared_minute_bars_replay_with_gaps_allowed() -> None:
     assert frame.symbols == ("AIG", "BAC", "IBM", "SPY")
     assert frame.present.any(axis=1).all()
     assert not frame.present.all()
+
+
+def test_chronological_split_keeps_later_days_out_of_earlier_spans() -> None:
+    from rl_agents.data import chronological_split
+
+    split = chronological_split(245)
+
+    assert split == {"train": (0, 171), "validation": (171, 207), "test": (207, 245)}
+    with pytest.raises(ValueError, match="too few"):
+        chronological_split(5)

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rl_agents.checkpoints import CheckpointMismatch, save_checkpoint, trading_feature_names
+from rl_agents.checkpoints import (
+    CheckpointMismatch,
+    load_checkpoint,
+    save_checkpoint,
+    trading_feature_names,
+)
 from rl_agents.data import load_bars, universe
 from rl_agents.envs import ContinuousTradingEnv, EnvConfig
 from rl_agents.policies import make_policy
@@ -70,3 +75,7 @@ def test_tradingbot_train_writes_a_checkpoint_the_agents_can_serve(tmp_path: Pat
 
     assert code == 0 and out.is_file()
     assert make_policy(f"sac:{out}", window=10).act(np.zeros((3, 63), np.float32)).shape == (3,)
+    # Chronological split of the 245 days, recorded: trained on 0-171, evaluated on 171-207.
+    span = load_checkpoint(out).data_span
+    assert span["split"] == {"train": [0, 171], "validation": [171, 207], "test": [207, 245]}
+    assert span["steps"] == 171
