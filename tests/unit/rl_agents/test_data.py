@@ -105,7 +105,10 @@ def test_csv_file_of_the_shared_layout_is_loaded(tmp_path: Path, gzipped: bool) 
 def test_shared_daily_us_equities_load_through_load_bars() -> None:
     path = SHARED_DATA / "us_equities_1d.csv.gz"
     if not path.is_file():
-        pytest.skip(f"shared data {path.resolve()} is absent (it lives beside the checkout)")
+        pytest.skip(
+            f"needs {path.resolve()}: the shared US-equity bars live beside the checkout, never in"
+            f" it; a fresh clone without ../shared has no such file (CI has it)"
+        )
 
     frame = load_bars(str(path))
 
@@ -156,7 +159,10 @@ def test_universe_with_lower_coverage_admits_gappy_symbols_and_drops_empty_steps
 def test_shared_minute_bars_replay_with_gaps_allowed() -> None:
     path = SHARED_DATA / "us_equities_1min_2013-10.csv"
     if not path.is_file():
-        pytest.skip(f"shared data {path.resolve()} is absent (it lives beside the checkout)")
+        pytest.skip(
+            f"needs {path.resolve()}: the shared US-equity bars live beside the checkout, never in"
+            f" it; a fresh clone without ../shared has no such file (CI has it)"
+        )
 
     frame = universe(load_bars(str(path)), 4, steps=300, min_coverage=0.3)
 
