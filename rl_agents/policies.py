@@ -108,7 +108,13 @@ class DiscreteAlwaysPolicy:
         return self._migrator.to_continuous(discrete)
 
 
-POLICIES = ("momentum", "probe", "always-buy-small", "sac:<checkpoint path>")
+POLICIES = (
+    "momentum",
+    "probe",
+    "always-buy-small",
+    "sac:<checkpoint path>",
+    "ppo:<baseline zip path>",
+)
 
 
 def make_policy(name: str, *, window: int) -> Policy:
@@ -117,6 +123,8 @@ def make_policy(name: str, *, window: int) -> Policy:
     ``sac:<path>`` serves a trained SAC checkpoint; it is checked against the
     serving observation (``window`` bars of features plus the account) and
     action spaces, so a checkpoint trained for other observations fails here.
+    ``ppo:<path>`` serves the discrete PPO baseline (``rl_agents.baselines.ppo``),
+    checked against the same observation width.
     """
     if name.startswith("sac:"):
         from gymnasium import spaces
@@ -129,6 +137,11 @@ def make_policy(name: str, *, window: int) -> Policy:
             spaces.Box(-5.0, 5.0, (width,), dtype=np.float32),
             spaces.Box(-1.0, 1.0, (1,), dtype=np.float32),
         )
+    if name.startswith("ppo:"):
+        from rl_agents.baselines.ppo import PPOPolicy
+
+        width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
+        return PPOPolicy.load(name.removeprefix("ppo:"), obs_width=width)
     if name == "momentum":
         return MomentumPolicy(window=window, lookback=min(window, 5))
     if name == "probe":

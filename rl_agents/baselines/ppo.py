@@ -1,0 +1,587 @@
+"""The discrete PPO baseline: Stable-Baselines3 PPO on the ``Discrete(7)`` view of the envs.
+
+The original fleet chose among seven discrete actions, was trained with PPO
+and collapsed to 99.88% BUY_SMALL. This module trains that setup again on the
+SAC fleet's training data, so the two can be compared on the same days under
+the same rules (docs/baselines.md)::
+
+    python -m rl_agents.baselines.ppo --out runs/ppo.zip
+    TRADINGBOT_AGENT_POLICY=ppo:runs/ppo.zip      # served by the symbol agents
+
+- **Data**: ``universe(load_bars(dataset), n_symbols)`` over all days (the
+  symbols with a bar on every day, the universe the demo replays), split with
+  ``chronological_split``; training sees only the first 70% of the days.
+- **Environments**: ``n_envs`` copies of
+  ``HybridActionEnv(SymbolRotationEnv(...))`` in a ``DummyVecEnv``; env i
+  holds every ``n_envs``-th symbol and trades another of them each episode,
+  so one shared ``MlpPolicy`` learns from all symbols.
+- **Files**: the SB3 zip and a JSON sidecar beside it (``runs/ppo.json``)
+  with the config, the symbols, the split and its days, the observation
+  width and, after the CLI's evaluation, the validation action distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import stable_baselines3
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from core.bars import BarFrame, timestamp_ns_to_iso
+from core.collapse import BINS, action_bin
+from core.features import ACCOUNT_FEATURES, N_BAR_FEATURES
+from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, chronological_split, load_bars, universe
+from rl_agents.envs import ContinuousTradingEnv, EnvConfig, HybridActionEnv
+from rl_agents.envs.hybrid import CONTINUOUS_VALUE, ActionSpaceMigrator, DiscreteAction
+from rl_agents.policies import Actions, Observations
+
+FORMAT = "tradingbot-ppo-baseline/1"
+"""Layout of the JSON sidecar; changed on any incompatible change."""
+N_ACTIONS = len(DiscreteAction)
+Split = dict[str, tuple[int, int]]
+
+
+class PPOFileError(ValueError):
+    """A saved baseline that cannot be loaded or does not fit the observations it is given."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PPOBaselineConfig:
+    """Settings of a baseline run: the data, the vectorised env and SB3 PPO's hyper-parameters."""
+
+    total_timesteps: int = 90_000
+    """Environment steps over all envs (the plan's 90k-step discrete models); SB3 rounds
+    up to a whole number of rollouts of ``n_steps * n_envs``."""
+    n_symbols: int = DEFAULT_UNIVERSE
+    """Universe size: the first N symbols (alphabetically) with a bar on every day."""
+    n_envs: int = 8
+    """Envs in the vectorised env; env i trades symbols i, i + n_envs, ... in turn."""
+    learning_rate: float = 3e-4
+    """Adam step size (SB3's default)."""
+    n_steps: int = 256
+    """Steps per env per rollout: 256 * 8 envs = 2048 transitions per update, SB3's
+    default rollout with one env (its 2048 per env would give 5 updates in 90k steps)."""
+    batch_size: int = 64
+    """Minibatch size of the PPO epochs (SB3's default)."""
+    n_epochs: int = 10
+    """Passes over each rollout (SB3's default)."""
+    gamma: float = 0.99
+    """Discount factor (SB3's default)."""
+    gae_lambda: float = 0.95
+    """GAE smoothing (SB3's default)."""
+    clip_range: float = 0.2
+    """PPO's probability-ratio clip (SB3's default)."""
+    ent_coef: float = 0.0
+    """Entropy bonus in the loss (SB3's default: none)."""
+    seed: int = 0
+    """Seed of the weights, the action sampling and the envs' symbol order."""
+    dataset: str = BYTETHEORY
+    """``bytetheory`` or a bar CSV(.gz) (docs/data.md)."""
+    window: int = 10
+    """Bars of features in an observation (the symbol agents' default)."""
+    torch_threads: int = 1
+    """Torch CPU threads while training: one is fastest for the small 64x64 MLP (two
+    threads ran 40x slower on a busy 2-core machine)."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "total_timesteps",
+            "n_symbols",
+            "n_envs",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "torch_threads",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_envs > self.n_symbols:
+            raise ValueError(
+                f"n_envs ({self.n_envs}) must not exceed n_symbols ({self.n_symbols}): "
+                "each env needs a symbol of its own"
+            )
+        if self.n_steps * self.n_envs < 2:
+            raise ValueError("a rollout of n_steps * n_envs needs at least 2 transitions")
+        if not self.learning_rate > 0.0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("gamma and gae_lambda must be in [0, 1]")
+        if not self.clip_range > 0.0 or self.ent_coef < 0.0:
+            raise ValueError("clip_range must be > 0 and ent_coef >= 0")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+
+    @property
+    def obs_width(self) -> int:
+        """Entries of one observation: ``window`` bars of features, then the account."""
+        return self.window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PPOTrainingInfo:
+    """What a baseline was trained on, recorded in the JSON sidecar of its zip."""
+
+    config: PPOBaselineConfig
+    """The run's settings."""
+    symbols: tuple[str, ...]
+    """The universe, in the order of ``universe``."""
+    split: Split
+    """``[start, stop)`` step indices of the train, validation and test spans."""
+    days: dict[str, tuple[str, str]]
+    """First and last bar time (ISO, UTC) of each span."""
+    obs_width: int
+    """Entries of one observation."""
+    timesteps: int = 0
+    """Environment steps actually trained (a whole number of rollouts)."""
+    train_seconds: float = 0.0
+    """Wall time of ``model.learn``."""
+    validation: dict[str, Any] | None = None
+    """The deterministic policy's action distribution on the validation span, when measured."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return {
+            "format": FORMAT,
+            "sb3_version": stable_baselines3.__version__,
+            "config": dataclasses.asdict(self.config),
+            "symbols": list(self.symbols),
+            "split": {name: list(bounds) for name, bounds in self.split.items()},
+            "days": {name: list(bounds) for name, bounds in self.days.items()},
+            "obs_width": self.obs_width,
+            "timesteps": self.timesteps,
+            "train_seconds": self.train_seconds,
+            "validation": self.validation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOTrainingInfo:
+        """The inverse of ``to_dict``."""
+        if data.get("format") != FORMAT:
+            raise PPOFileError(f"sidecar format {data.get('format')!r}, expected {FORMAT!r}")
+        return cls(
+            config=PPOBaselineConfig(**data["config"]),
+            symbols=tuple(data["symbols"]),
+            split={name: (int(a), int(b)) for name, (a, b) in data["split"].items()},
+            days={name: (str(a), str(b)) for name, (a, b) in data["days"].items()},
+            obs_width=int(data["obs_width"]),
+            timesteps=int(data["timesteps"]),
+            train_seconds=float(data["train_seconds"]),
+            validation=data["validation"],
+        )
+
+
+# ---------------------------------------------------------------- data and environments
+
+
+def one_symbol(frame: BarFrame, symbol: str) -> BarFrame:
+    """The frame of one symbol, without timestamps where it has no bar."""
+    chosen = frame.select([symbol])
+    return chosen.window(0, chosen.n_steps)
+
+
+def baseline_data(config: PPOBaselineConfig) -> tuple[BarFrame, Split]:
+    """The universe over all days (as the evaluation replays it) and its chronological split."""
+    frame = universe(load_bars(config.dataset), config.n_symbols)
+    return frame, chronological_split(frame.n_steps)
+
+
+class SymbolRotationEnv(ContinuousTradingEnv):
+    """A ``ContinuousTradingEnv`` that trades another of its symbols each episode.
+
+    Each reset takes the next symbol of a shuffled pass through ``frames``
+    (one symbol each); a new pass is shuffled with the env's seeded
+    ``np_random`` when the last one is used up or a seed is given, so every
+    symbol gets the same number of episodes, up to one, in a seeded order.
+    ``info["symbol"]`` names the symbol of the episode.
+    """
+
+    def __init__(self, config: EnvConfig, frames: Sequence[BarFrame]) -> None:
+        if not frames:
+            raise ValueError("SymbolRotationEnv needs at least one symbol's frame")
+        super().__init__(config, frame=frames[0])
+        rest = (ContinuousTradingEnv(config, frame=f).engine for f in frames[1:])
+        self.engines = [self.engine, *rest]
+        self._order: list[int] = []
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols this env takes turns on."""
+        return tuple(engine.frame.symbols[0] for engine in self.engines)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        """Move to the next symbol and start an episode on it."""
+        gym.Env.reset(self, seed=seed)
+        if seed is not None or not self._order:
+            self._order = [int(i) for i in self.np_random.permutation(len(self.engines))]
+        self.engine = self.engines[self._order.pop()]
+        self.frame = self.engine.frame
+        self.symbol = self.frame.symbols[0]
+        obs, info = super().reset(options=options)
+        return obs, {**info, "symbol": self.symbol}
+
+
+def make_training_env(config: PPOBaselineConfig, train: BarFrame) -> DummyVecEnv:
+    """``n_envs`` Discrete(7) envs over the symbols of ``train``, env i on every n_envs-th one."""
+    frames = [one_symbol(train, s) for s in train.symbols]
+    env_config = EnvConfig(window=config.window, dataset=config.dataset)
+
+    def factory(i: int) -> Callable[[], gym.Env[Any, Any]]:
+        return lambda: Monitor(
+            HybridActionEnv(SymbolRotationEnv(env_config, frames[i :: config.n_envs]))
+        )
+
+    return DummyVecEnv([factory(i) for i in range(config.n_envs)])
+
+
+# ---------------------------------------------------------------- training
+
+
+class _ProgressLines(BaseCallback):
+    """Prints one line per rollout: steps, speed, mean episode return, top sampled action."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+        self.started = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        model = self.model
+        if not isinstance(model, PPO):
+            return
+        actions = model.rollout_buffer.actions.reshape(-1).astype(np.int64)
+        counts = np.bincount(actions, minlength=N_ACTIONS)
+        top = int(counts.argmax())
+        episodes = [float(e["r"]) for e in model.ep_info_buffer or ()]
+        episode = f"{np.mean(episodes):+.4f}" if episodes else "   n/a"
+        rate = self.num_timesteps / (time.perf_counter() - self.started)
+        print(
+            f"step {self.num_timesteps:>7}/{self.total}  {rate:5.0f} steps/s  "
+            f"episode return {episode}  sampled: {DiscreteAction(top).name} "
+            f"{counts[top] / counts.sum():.0%}",
+            flush=True,
+        )
+
+
+def train_ppo(config: PPOBaselineConfig, progress: bool = False) -> tuple[PPO, PPOTrainingInfo]:
+    """Train SB3 PPO (``MlpPolicy``, on the CPU) on the training span; print rollouts if asked."""
+    frame, split = baseline_data(config)
+    train = frame.window(*split["train"])
+    env = make_training_env(config, train)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        seed=config.seed,
+        device="cpu",
+    )
+    callback = _ProgressLines(config.total_timesteps) if progress else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.torch_threads)
+    started = time.perf_counter()
+    try:
+        model.learn(total_timesteps=config.total_timesteps, callback=callback)
+    finally:
+        seconds = time.perf_counter() - started
+        torch.set_num_threads(threads)
+    info = PPOTrainingInfo(
+        config=config,
+        symbols=frame.symbols,
+        split=split,
+        days={name: _days(frame, bounds) for name, bounds in split.items()},
+        obs_width=config.obs_width,
+        timesteps=model.num_timesteps,
+        train_seconds=seconds,
+    )
+    return model, info
+
+
+def _days(frame: BarFrame, bounds: tuple[int, int]) -> tuple[str, str]:
+    start, stop = bounds
+    return (
+        timestamp_ns_to_iso(int(frame.timestamps[start])),
+        timestamp_ns_to_iso(int(frame.timestamps[stop - 1])),
+    )
+
+
+# ---------------------------------------------------------------- files
+
+
+def _zip_path(path: str | Path) -> Path:
+    """SB3 adds ``.zip`` to a path without it; name the file it writes."""
+    p = Path(path)
+    return p if p.suffix == ".zip" else p.with_name(p.name + ".zip")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON beside a baseline's zip: ``runs/ppo.zip`` -> ``runs/ppo.json``."""
+    return _zip_path(path).with_suffix(".json")
+
+
+def save_ppo(model: PPO, info: PPOTrainingInfo, path: str | Path) -> Path:
+    """Write the SB3 zip and its JSON sidecar; return the zip's path."""
+    out = _zip_path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    sidecar_path(out).write_text(json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def load_ppo(path: str | Path) -> tuple[PPO, PPOTrainingInfo]:
+    """The model (on the CPU) and the record of a saved baseline."""
+    zip_path, sidecar = _zip_path(path), sidecar_path(path)
+    if not zip_path.is_file():
+        raise PPOFileError(
+            f"no baseline at {zip_path} (train one: python -m rl_agents.baselines.ppo)"
+        )
+    if not sidecar.is_file():
+        raise PPOFileError(f"{zip_path} has no sidecar {sidecar}; save baselines with save_ppo")
+    try:
+        info = PPOTrainingInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PPOFileError(f"{sidecar}: not a baseline sidecar ({e})") from e
+    return PPO.load(zip_path, device="cpu"), info
+
+
+def weights_version(model: PPO) -> str:
+    """First 12 hex digits of the SHA-256 of the policy's weights: a version by content."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.policy.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- serving
+
+
+class PPOPolicy:
+    """A trained baseline behind the ``Policy`` protocol: deterministic, on the CPU, batched.
+
+    One ``model.predict(observations, deterministic=True)`` picks a discrete
+    action per row; ``ActionSpaceMigrator`` turns it into its raw action
+    (BUY_SMALL is 0.25, see ``rl_agents.envs.hybrid``).
+    """
+
+    name = "ppo-discrete"
+
+    def __init__(self, model: PPO, obs_width: int) -> None:
+        space = model.observation_space
+        if not isinstance(space, spaces.Box) or space.shape != (obs_width,):
+            raise PPOFileError(f"the model observes {space}, not rows of {obs_width} entries")
+        if model.action_space != spaces.Discrete(N_ACTIONS):
+            raise PPOFileError(f"the model acts in {model.action_space}, not Discrete(7)")
+        self.model = model
+        self.obs_width = obs_width
+        self.version = weights_version(model)
+        self._migrator = ActionSpaceMigrator()
+
+    @classmethod
+    def load(cls, path: str | Path, obs_width: int | None = None) -> PPOPolicy:
+        """The policy of a saved baseline, refused when it was trained for another width."""
+        model, info = load_ppo(path)
+        if obs_width is not None and obs_width != info.obs_width:
+            raise PPOFileError(
+                f"{path} was trained on observations of {info.obs_width} entries (window "
+                f"{info.config.window}), the agents serve {obs_width}: set "
+                f"TRADINGBOT_AGENT_WINDOW={info.config.window} or train a baseline with "
+                "--window to match"
+            )
+        return cls(model, info.obs_width)
+
+    def discrete(self, observations: Observations) -> npt.NDArray[np.int64]:
+        """One ``DiscreteAction`` value per observation row."""
+        obs = np.ascontiguousarray(observations, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_width:
+            raise ValueError(f"expected observations [n, {self.obs_width}], got {obs.shape}")
+        if obs.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        actions, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(actions, dtype=np.int64).reshape(-1)
+
+    def act(self, observations: Observations) -> Actions:
+        """One raw action in [-1, 1] per observation row."""
+        return self._migrator.to_continuous(self.discrete(observations))
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionDistribution:
+    """How often a policy chose each discrete action over a span, and what it earned."""
+
+    counts: tuple[int, ...]
+    """Actions chosen, indexed by ``DiscreteAction``."""
+    mean_return: float
+    """Mean over the symbols of the episode's summed reward (log of final / initial equity)."""
+
+    @property
+    def total(self) -> int:
+        """Actions counted."""
+        return sum(self.counts)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Share of each action, by ``DiscreteAction`` name."""
+        return {a.name: self.counts[a] / max(self.total, 1) for a in DiscreteAction}
+
+    @property
+    def dominant(self) -> DiscreteAction:
+        """The most frequent action."""
+        return DiscreteAction(int(np.argmax(self.counts)))
+
+    @property
+    def dominant_share(self) -> float:
+        """Share of the most frequent action."""
+        return max(self.counts) / max(self.total, 1)
+
+    @property
+    def diversity(self) -> float:
+        """The collapse detector's diversity of these actions: entropy of their histogram in
+        ``core.collapse``'s bins of raw actions over ln(bins); 0 is one action only."""
+        bins = np.zeros(BINS)
+        for action, count in enumerate(self.counts):
+            bins[action_bin(float(CONTINUOUS_VALUE[action]))] += count
+        p = bins[bins > 0] / bins.sum()
+        return float(-(p * np.log(p)).sum() / math.log(BINS)) if p.size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (for the sidecar)."""
+        return {
+            "counts": dict(zip((a.name for a in DiscreteAction), self.counts, strict=True)),
+            "shares": self.shares,
+            "dominant": self.dominant.name,
+            "dominant_share": self.dominant_share,
+            "diversity": self.diversity,
+            "mean_return": self.mean_return,
+        }
+
+    def describe(self) -> str:
+        """A table of the shares, then the dominant action, the diversity and the return."""
+        lines = [f"  {name:<13}{share:7.2%}" for name, share in self.shares.items()]
+        lines.append(
+            f"dominant: {self.dominant.name} {self.dominant_share:.2%} of {self.total} actions; "
+            f"diversity {self.diversity:.3f} (the detector's critical level is 0.20); "
+            f"mean log return {self.mean_return:+.4f}"
+        )
+        return "\n".join(lines)
+
+
+def evaluate_actions(policy: PPOPolicy, frame: BarFrame, *, window: int) -> ActionDistribution:
+    """Run the policy on each symbol of ``frame`` for one episode (all its bars), in a batch.
+
+    Every symbol trades alone from the initial cash, as in training; each step
+    asks the policy once for all symbols still running.
+    """
+    config = EnvConfig(window=window)
+    envs = [
+        HybridActionEnv(ContinuousTradingEnv(config, frame=one_symbol(frame, s)))
+        for s in frame.symbols
+    ]
+    obs = np.stack([env.reset(seed=0)[0] for env in envs])
+    counts = np.zeros(N_ACTIONS, dtype=np.int64)
+    returns = np.zeros(len(envs))
+    running = list(range(len(envs)))
+    while running:
+        actions = policy.discrete(obs[running])
+        counts += np.bincount(actions, minlength=N_ACTIONS)
+        still: list[int] = []
+        for i, action in zip(running, actions.tolist(), strict=True):
+            next_obs, reward, terminated, truncated, _ = envs[i].step(action)
+            obs[i] = next_obs
+            returns[i] += float(reward)
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+    return ActionDistribution(
+        counts=tuple(int(c) for c in counts), mean_return=float(returns.mean())
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: ``--out`` and one option per ``PPOBaselineConfig`` field."""
+    from rl_agents.sac.config import field_docs
+
+    p = argparse.ArgumentParser(prog="python -m rl_agents.baselines.ppo", description=__doc__)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--out", type=Path, default=Path("runs/ppo.zip"), help="the model's zip")
+    docs = field_docs(PPOBaselineConfig)
+    for f in dataclasses.fields(PPOBaselineConfig):
+        default = f.default
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=type(default),
+            default=default,
+            help=f"{docs.get(f.name, '')} (default: {default})",
+        )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, measure the action distribution on the validation span, save."""
+    args = parser().parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PPOBaselineConfig)}
+    try:
+        config = PPOBaselineConfig(**values)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"PPO on Discrete(7): {config.n_symbols} symbols in {config.n_envs} envs, "
+        f"{config.total_timesteps} steps, seed {config.seed}",
+        flush=True,
+    )
+    model, info = train_ppo(config, progress=True)
+    frame, split = baseline_data(config)
+    validation = frame.window(*split["validation"])
+    result = evaluate_actions(PPOPolicy(model, info.obs_width), validation, window=config.window)
+    info = dataclasses.replace(info, validation=result.to_dict())
+    path = save_ppo(model, info, args.out)
+    start, stop = split["validation"]
+    first, last = info.days["validation"]
+    print(
+        f"trained {info.timesteps} steps in {info.train_seconds:.0f} s "
+        f"({info.timesteps / info.train_seconds:.0f} steps/s); saved {path}\n"
+        f"deterministic actions on the validation span (steps {start}-{stop}, "
+        f"{first[:10]} to {last[:10]}, {frame.n_symbols} symbols):\n{result.describe()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
