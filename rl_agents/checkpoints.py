@@ -199,6 +199,29 @@ class Checkpoint:
     metrics: Mapping[str, float]
     state: Mapping[str, Any]
 
+    def check(
+        self,
+        obs_space: spaces.Space[Any] | None,
+        action_space: spaces.Space[Any] | None,
+        *,
+        feature_names: Sequence[str] | None = None,
+        path: str | Path = "checkpoint",
+    ) -> None:
+        """``CheckpointMismatch`` unless the checkpoint was trained for these spaces."""
+        problems = []
+        if obs_space is not None:
+            expected = SpaceSpec.of(obs_space, feature_names)
+            problems += [f"observation {p}" for p in self.observation.differences(expected)]
+        if action_space is not None:
+            expected = SpaceSpec.of(action_space)
+            problems += [f"action {p}" for p in self.action.differences(expected)]
+        if problems:
+            raise CheckpointMismatch(
+                f"{path} (version {self.version}) was trained for other spaces: "
+                f"{'; '.join(problems)}. Serve it with the environment settings it was trained "
+                "on (window, symbols, action bounds) or train a new checkpoint."
+            )
+
     def agent(self, device: str | torch.device = "cpu") -> SAC:
         """The SAC agent of this checkpoint, on ``device``."""
         arch = self.architecture
@@ -250,17 +273,7 @@ def load_checkpoint(
         metrics=raw["metrics"],
         state=raw["state"],
     )
-    problems = []
-    if expected_obs_space is not None:
-        expected = SpaceSpec.of(expected_obs_space, expected_feature_names)
-        problems += [f"observation {p}" for p in checkpoint.observation.differences(expected)]
-    if expected_action_space is not None:
-        expected = SpaceSpec.of(expected_action_space)
-        problems += [f"action {p}" for p in checkpoint.action.differences(expected)]
-    if problems:
-        raise CheckpointMismatch(
-            f"{path} (version {checkpoint.version}) was trained for other spaces: "
-            f"{'; '.join(problems)}. Serve it with the environment settings it was trained on "
-            "(window, symbols, action bounds) or train a new checkpoint."
-        )
+    checkpoint.check(
+        expected_obs_space, expected_action_space, feature_names=expected_feature_names, path=path
+    )
     return checkpoint

@@ -414,6 +414,7 @@ def train(
         next_obs, env_reward, terminated, truncated, info = env.step(scale.to_env(action))
         reward = float(env_reward)
         rewards = reward if n_agents is None else info.get("symbol_rewards", reward)
+        rewards = np.multiply(rewards, config.reward_scale)
         buffer.add(obs, action, rewards, next_obs, terminated, truncated, agent_ids)
         episode_return += reward
         obs = next_obs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -75,6 +76,9 @@ class SACConfig:
     """Gradient steps per round."""
     gamma: float = 0.99
     """Discount factor."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before they are stored: SAC's entropy bonus is about
+    one nat per step, so rewards of a per-step return (1e-3) need scaling to matter."""
     tau: float = 0.005
     """Polyak coefficient of the target critics: ``target += tau * (online - target)``."""
     target_entropy: float | Literal["auto"] = "auto"
@@ -103,6 +107,8 @@ class SACConfig:
             raise ConfigError(f"training.learning_starts must be >= 0, got {self.learning_starts}")
         if not self.learning_rate > 0.0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.reward_scale) and self.reward_scale > 0.0):
+            raise ConfigError(f"training.reward_scale must be > 0, got {self.reward_scale}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"training.gamma must be in [0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:

@@ -41,10 +41,20 @@ class SACPolicy:
         observation_space: spaces.Box | None = None,
         action_space: spaces.Box | None = None,
     ) -> SACPolicy:
-        """The policy of a checkpoint file, checked against the serving spaces when given."""
+        """The policy of a checkpoint file, checked against the serving spaces when given.
+
+        The serving spaces are one agent's (one observation row, one action); a
+        fleet checkpoint of n heads is checked against n such rows.
+        """
         from rl_agents.checkpoints import load_checkpoint
 
-        checkpoint = load_checkpoint(path, observation_space, action_space)
+        checkpoint = load_checkpoint(path)
+        n = checkpoint.architecture.get("n_agents")
+        if n is not None and observation_space is not None and len(observation_space.shape) == 1:
+            observation_space = _rows(observation_space, n)
+        if n is not None and action_space is not None and action_space.shape == (1,):
+            action_space = _rows(action_space, n)
+        checkpoint.check(observation_space, action_space, path=path)
         return cls(checkpoint.agent(device="cpu"), version=checkpoint.version)
 
     def act(self, observations: Observations) -> Actions:
@@ -59,3 +69,11 @@ class SACPolicy:
         with torch.inference_mode():
             mean, _ = self.actor(torch.from_numpy(obs))
             return torch.tanh(mean).reshape(-1).to(torch.float64).numpy()
+
+
+def _rows(space: spaces.Box, n: int) -> spaces.Box:
+    """``n`` rows of a one-agent space: ``(d,)`` becomes ``(n, d)``, ``(1,)`` becomes ``(n,)``."""
+    shape = (n,) if space.shape == (1,) else (n, *space.shape)
+    low = np.broadcast_to(space.low.reshape(-1) if space.shape == (1,) else space.low, shape)
+    high = np.broadcast_to(space.high.reshape(-1) if space.shape == (1,) else space.high, shape)
+    return spaces.Box(low.copy(), high.copy(), shape, dtype=space.dtype)
