@@ -8,9 +8,11 @@ Per agent (one symbol's policy):
 
 - **P&L**: the agent's cash flows (sell proceeds less fees, minus buy
   notional and fees) plus its position at the latest close.
-- **Sharpe, max drawdown**: of the agent's *sleeve*, an equal share of the
-  initial cash (``initial_cash / n``) plus its P&L, one point per step, so an
-  agent is judged as if it had traded its own share of the book.
+- **Sharpe, max drawdown**: of the agent's contribution curve, the book's
+  initial cash plus the agent's P&L, one point per step: what the portfolio
+  would have done with this agent's trades alone. (An equal "sleeve" of
+  ``initial_cash / n`` does not work: one agent may hold up to 15% of the
+  book, and its loss can exceed its sleeve.)
 - **win rate**: the share of its closing sells that realised a gain (the
   ledger's rule, ``core.ledger``); NaN-free: 0 when it never sold.
 - **trades per day**: fills per replayed step.
@@ -177,7 +179,7 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
     summary = summarize(events, periods_per_year)
     steps = max(summary.steps, 1)
     pnl = np.array(curves)  # [marks + 1, n]
-    sleeve = state.initial_cash / max(len(symbols), 1) + pnl
+    curve = state.initial_cash + pnl
     agents = []
     for j, symbol in enumerate(symbols):
         stats = windows[j].stats()
@@ -185,8 +187,8 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
             AgentGates(
                 symbol=symbol,
                 pnl=float(pnl[-1, j]),
-                sharpe=sharpe_ratio(step_returns(sleeve[:, j]), periods_per_year),
-                max_drawdown=max_drawdown(sleeve[:, j]),
+                sharpe=sharpe_ratio(step_returns(curve[:, j]), periods_per_year),
+                max_drawdown=max_drawdown(curve[:, j]),
                 win_rate=float(won[j] / closed[j]) if closed[j] else 0.0,
                 closed_trades=int(closed[j]),
                 trades=int(trades[j]),

@@ -114,6 +114,8 @@ POLICIES = (
     "always-buy-small",
     "sac:<checkpoint path>",
     "ppo:<baseline zip path>",
+    "buy-and-hold",
+    "random",
 )
 
 
@@ -142,6 +144,10 @@ def make_policy(name: str, *, window: int) -> Policy:
 
         width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
         return PPOPolicy.load(name.removeprefix("ppo:"), obs_width=width)
+    if name in ("buy-and-hold", "random"):
+        from rl_agents.baselines.reference import BuyAndHoldPolicy, RandomPolicy
+
+        return BuyAndHoldPolicy() if name == "buy-and-hold" else RandomPolicy()
     if name == "momentum":
         return MomentumPolicy(window=window, lookback=min(window, 5))
     if name == "probe":

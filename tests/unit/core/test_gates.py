@@ -102,7 +102,7 @@ def test_action_statistics_are_the_collapse_rule() -> None:
     assert table.fleet.diversity == pytest.approx(np.mean([a.diversity for a in table.agents]))
 
 
-def test_sleeve_drawdown_and_sharpe_are_finite() -> None:
+def test_contribution_drawdown_and_sharpe_are_finite() -> None:
     table = gate_table(run_events(*scripted()))
     for agent in table.agents:
         assert math.isfinite(agent.sharpe) and 0.0 <= agent.max_drawdown < 1.0
@@ -132,3 +132,18 @@ def test_a_diverse_fleet_passes_the_hard_gates() -> None:
 def test_events_of_no_run_are_refused() -> None:
     with pytest.raises(ValueError, match="PortfolioOpened"):
         gate_table([])
+
+
+def test_an_agent_losing_more_than_its_equal_share_still_has_measures() -> None:
+    # One agent buys with all the cash, then the price collapses: it loses far more than
+    # initial_cash / n. Its drawdown is measured on the book's cash, not refused.
+    steps = 12
+    closes = np.full((steps, 3), 100.0)
+    closes[6:, 0] = 10.0
+    actions = np.zeros((steps, 3))
+    actions[0, 0] = 1.0
+    table = gate_table(run_events(closes, actions))
+    loser = table.agents[0]
+    assert loser.pnl < -RULES.initial_cash / 3 * 0.3
+    assert loser.max_drawdown == pytest.approx(-loser.pnl / RULES.initial_cash, rel=0.05)
+    assert loser.sharpe < 0.0

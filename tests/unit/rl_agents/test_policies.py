@@ -168,3 +168,30 @@ def test_make_policy_refuses_an_unknown_name_listing_the_known_ones() -> None:
 
     assert "momentum" in str(error.value)
     assert "probe" in str(error.value)
+
+
+def test_buy_and_hold_buys_every_symbol_once_then_holds() -> None:
+    from rl_agents.data import load_bars, universe
+    from rl_agents.envs import EnvConfig, PortfolioTradingEnv
+
+    frame = universe(load_bars("bytetheory"), 6, start=20, steps=30)
+    env = PortfolioTradingEnv(EnvConfig(), frame=frame)
+    policy = make_policy("buy-and-hold", window=10)
+    obs, _ = env.reset(seed=0)
+    first = policy.act(obs)
+    assert first.tolist() == [1.0] * 6
+    obs, *_ = env.step(first)
+    obs, *_ = env.step(policy.act(obs))  # the buys filled at this step's open
+    assert (env.engine.position > 0).all()
+    assert env.engine.cash < 0.2 * env.engine.equity  # the cash went into the symbols
+    assert policy.act(obs).tolist() == [0.0] * 6
+
+
+def test_random_policy_is_uniform_and_seeded() -> None:
+    from rl_agents.baselines.reference import RandomPolicy
+
+    obs = np.zeros((1000, 63), dtype=np.float32)
+    a, b = RandomPolicy(3).act(obs), RandomPolicy(3).act(obs)
+    assert np.array_equal(a, b) and a.min() >= -1.0 and a.max() <= 1.0
+    assert abs(a.mean()) < 0.1 and (a < -0.5).mean() > 0.2 and (a > 0.5).mean() > 0.2
+    assert make_policy("random", window=10).name == "random"
