@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:  # the trainer has its own options, built from SACConfig
-        from rl_agents.sac.__main__ import main as train_main
+    if argv[:1] == ["train"]:  # the trainer's options (SACConfig's) and --alerts-bootstrap
+        from services.training import main as train_main
 
         return train_main(argv[1:])
     args = _parser().parse_args(argv)

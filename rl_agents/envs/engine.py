@@ -67,9 +67,15 @@ class MarketEngine:
         self.skip = np.zeros(n, dtype=np.int8)
         self.clip = np.zeros(n, dtype=np.int8)
         self.realized = np.zeros(n)
+        self.value = np.zeros(n)
+        """Each symbol's position marked at its last close (0 where none is held)."""
+        self.value_before = np.zeros(n)
+        """``value`` before the last step, at the previous marks."""
         self.observation = np.zeros((n, self.obs_width), dtype=np.float32)
         self.cash = config.rules.initial_cash
         self.equity = self.cash
+        self.previous_equity = self.cash
+        """Equity before the last step."""
         self._ruin = config.ruin_fraction * config.rules.initial_cash
         self.t = 0
         self.end = 0
@@ -94,6 +100,9 @@ class MarketEngine:
         self.last_close[:] = np.where(self.present[start], self.close[start], np.nan)
         self.cash = self.config.rules.initial_cash
         self.equity = mark_equity(self.cash, self.position, self.last_close)
+        self.previous_equity = self.equity
+        self._mark_values()
+        self.value_before[:] = self.value
         width = self.features.shape[2]
         self.observation[:, :width] = self.features[start]
         account_into(
@@ -112,7 +121,8 @@ class MarketEngine:
         truncated) of the next bar."""
         if self.done:
             raise RuntimeError("the episode is over: call reset() before step()")
-        previous = self.equity
+        previous = self.previous_equity = self.equity
+        self.value, self.value_before = self.value_before, self.value
         self.cash, self.equity = advance(
             raw, self.t, self.present, self.open, self.close, self.features,
             self.smoothing.history, self.smoothing.count, self.smoothed,
@@ -120,6 +130,7 @@ class MarketEngine:
             self.kind, self.quantity, self.price, self.notional, self.fee,
             self.requested, self.skip, self.clip, self.realized, self.observation,
         )  # fmt: skip
+        self._mark_values()
         self.t += 1
         terminated = self.equity < self._ruin
         truncated = self.t >= self.end
@@ -130,6 +141,24 @@ class MarketEngine:
             terminated,
             truncated,
         )
+
+    def symbol_pnl(self) -> FloatArray:
+        """Each symbol's share of the last step's equity change, in dollars (a new array).
+
+        For symbol i: its position value at the new marks, minus its value
+        before the step at the previous marks, plus the cash its fills moved
+        (sell notional in, buy notional out, fees out). The shares sum to
+        ``equity - previous_equity`` up to rounding: cash moves only by fills.
+        """
+        pnl = self.value - self.value_before
+        pnl -= np.copysign(self.notional, self.quantity)  # quantity: buy > 0, sell < 0, else 0
+        pnl -= self.fee
+        return pnl
+
+    def _mark_values(self) -> None:
+        # A symbol never held may have no close yet (NaN): fmax turns its 0 * NaN into 0.
+        np.multiply(self.position, self.last_close, out=self.value)
+        np.fmax(self.value, 0.0, out=self.value)
 
 
 def check_actions(action: object, n: int) -> FloatArray:

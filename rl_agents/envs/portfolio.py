@@ -35,7 +35,9 @@ class PortfolioTradingEnv(gym.Env[Obs, npt.NDArray[np.float32]]):
     i is what symbol i's agent sees (its feature window and its own position,
     the cash share and its unrealised return). The reward is the config's
     reward of the portfolio's equity (log change by default); per-symbol
-    fills and P&L are in ``info``.
+    fills and P&L are in ``info``: ``info["symbol_rewards"]`` (``[n]``
+    float64) splits the step's simple return ``equity / previous_equity - 1``
+    into each symbol's share (docs/environments.md).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -67,5 +69,6 @@ class PortfolioTradingEnv(gym.Env[Obs, npt.NDArray[np.float32]]):
             "cash": engine.cash,
             "step": engine.t,
             "fills": int(np.count_nonzero(engine.quantity)),
+            "symbol_rewards": engine.symbol_pnl() / engine.previous_equity,
         }
         return obs, reward, terminated, truncated, info

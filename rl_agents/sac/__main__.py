@@ -6,15 +6,22 @@ as help)::
     python -m rl_agents.sac --template > sac.yaml        # the commented YAML template
     python -m rl_agents.sac --config sac.yaml --out runs/sac.pt
     python -m rl_agents.sac --training.total_timesteps 20000 --intrinsic_curiosity.enabled true
+    python -m rl_agents.sac --env_type portfolio --symbols 10   # a fleet of 10 symbols
 
 ``--env`` picks the environment (a gymnasium id; ``tradingbot/...`` ids are
-registered by ``rl_agents``); env_type portfolio defaults to the portfolio env.
+registered by ``rl_agents``); env_type portfolio defaults to the portfolio env,
+trained on the universe the evaluation uses. Beside the checkpoint, the run's
+record (``<out>`` with the suffix ``.jsonl``) gets one JSON line per
+evaluation and every ``--record-every`` steps, and a last line with the
+outcome (docs/sac.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +30,15 @@ import yaml
 from prometheus_client import start_http_server
 
 import rl_agents  # noqa: F401 - registers the trading environments
+from core.bars import BarDataError
+from core.collapse import CollapseThresholds
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
-from rl_agents.data import chronological_split, load_bars
+from rl_agents.data import DEFAULT_UNIVERSE, chronological_split, load_bars, universe
 from rl_agents.envs import EnvConfig
 from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
-from rl_agents.training_monitor import TrainingMonitor
+from rl_agents.training_monitor import Pause, RunRecord, TrainingMonitor
 
 SECTIONS: dict[str, type] = {
     "intrinsic_curiosity": ICMConfig,
@@ -44,9 +53,63 @@ DEFAULT_ENVS = {
 }
 
 
+PORTFOLIO = DEFAULT_ENVS["portfolio"]
+
+OnPause = Callable[[Pause, Path], None]
+"""Called with the pause and the saved checkpoint when training pauses on a collapse."""
+
+
 def _span(bounds: tuple[int, int]) -> EnvConfig:
     start, stop = bounds
     return EnvConfig(start=start, steps=stop - start)
+
+
+def make_envs(
+    env_id: str, n_symbols: int
+) -> tuple[gym.Env[Any, Any], gym.Env[Any, Any], dict[str, tuple[int, int]] | None]:
+    """The training env, the validation env and the chronological split they come from.
+
+    The portfolio env trades the universe of the whole data (the first
+    ``n_symbols`` symbols with a bar on every day), the one ``tradingbot demo``
+    and the evaluation use, cut into train / validation / test days; the test
+    days are never seen. Other ``tradingbot/`` envs cut the data the same way;
+    any other id gets two plain instances and no split.
+    """
+    dataset = EnvConfig().dataset
+    if env_id == PORTFOLIO:
+        frame = universe(load_bars(dataset), n_symbols)
+        split = chronological_split(frame.n_steps)
+        config = EnvConfig(dataset=dataset, n_symbols=n_symbols)
+        env = gym.make(env_id, frame=frame.window(*split["train"]), config=config)
+        eval_env = gym.make(env_id, frame=frame.window(*split["validation"]), config=config)
+        return env, eval_env, split
+    if env_id.startswith("tradingbot/"):
+        # Train on the first 70% of the days, evaluate on the next 15%, never see the last 15%.
+        split = chronological_split(load_bars(dataset).n_steps)
+        env = gym.make(env_id, config=_span(split["train"]))
+        eval_env = gym.make(env_id, config=_span(split["validation"]))
+        return env, eval_env, split
+    return gym.make(env_id), gym.make(env_id), None
+
+
+def updates_at(config: SACConfig, step: int) -> int:
+    """Gradient steps ``train`` has taken after ``step`` environment steps."""
+    rounds = step // config.train_freq - config.learning_starts // config.train_freq
+    return max(0, rounds) * config.gradient_steps
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,12 +121,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/sac.pt"), help="checkpoint path")
     p.add_argument("--eval-every", type=int, default=5_000, help="steps between evaluations")
     p.add_argument(
+        "--symbols",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"fleet size of the portfolio env: the first N symbols with a bar on every day "
+        f"(default {DEFAULT_UNIVERSE}, the evaluation's universe)",
+    )
+    p.add_argument(
+        "--record-every",
+        type=int,
+        default=1_000,
+        metavar="STEPS",
+        help="steps between progress lines of the run record (0: at evaluations only)",
+    )
+    p.add_argument(
         "--metrics-port", type=int, default=0, help="serve the trainer's /metrics here (0: no)"
     )
     p.add_argument(
         "--no-collapse-pause",
         action="store_true",
-        help="keep training when the actions collapse (entropy below the critical 0.20)",
+        help="keep training when the actions collapse (diversity below --pause-below)",
+    )
+    p.add_argument(
+        "--pause-below",
+        type=_share,
+        default=CollapseThresholds().diversity_critical,
+        metavar="DIVERSITY",
+        help="pause when an agent's action diversity (normalised entropy, judged from 50 "
+        "actions on) falls below this critical threshold (default %(default)s)",
     )
     p.add_argument("--env_type", help=field_docs(SACConfig)["env_type"])
     for section, kind in SECTIONS.items():
@@ -88,8 +174,13 @@ def config_of(args: argparse.Namespace) -> SACConfig:
     return SACConfig.from_dict(data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, evaluate, save; print progress every evaluation."""
+def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
+    """Train, evaluate, save; print progress every evaluation and keep the run's record.
+
+    Exit codes: 0 finished, 2 bad options or data, 3 paused on an action
+    collapse (the checkpoint holds the state; ``on_pause`` was called with the
+    pause and the checkpoint's path), 4 diverged (no checkpoint).
+    """
     args = parser().parse_args(argv)
     try:
         config = config_of(args)
@@ -100,63 +191,109 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_yaml(), end="")
         return 0
     env_id = args.env or DEFAULT_ENVS[config.env_type]
-    split: dict[str, tuple[int, int]] | None = None
-    if env_id.startswith("tradingbot/"):
-        # Train on the first 70% of the days, evaluate on the next 15%, never see the last 15%.
-        split = chronological_split(load_bars(EnvConfig().dataset).n_steps)
-        env = gym.make(env_id, config=_span(split["train"]))
-        eval_env = gym.make(env_id, config=_span(split["validation"]))
-    else:
-        env = gym.make(env_id)
-        eval_env = gym.make(env_id)
-
-    monitor = TrainingMonitor()
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=monitor.registry)
-
-    def report(progress: Progress) -> bool:
-        if progress.evaluation is not None:
-            losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
-            print(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
-        paused = monitor(progress)
-        return paused and not args.no_collapse_pause
-
+    if args.symbols is not None and env_id != PORTFOLIO:
+        print(f"error: --symbols sizes the fleet of {PORTFOLIO}, not {env_id}", file=sys.stderr)
+        return 2
     try:
-        result = train(env, config, report, eval_env=eval_env, eval_every=args.eval_every)
-    except TrainingDiverged as e:
-        monitor.metrics.nan_losses.inc()
-        print(f"stopped: {e}", file=sys.stderr)
-        return 4
+        env, eval_env, split = make_envs(env_id, args.symbols or DEFAULT_UNIVERSE)
+    except BarDataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     names, span = describe_env(env)
     if span is not None and split is not None:
         span["split"] = {name: list(bounds) for name, bounds in split.items()}
-    metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
-    if monitor.pause is not None and not args.no_collapse_pause:
-        metrics["paused_at_step"] = float(monitor.pause.step)
-        metrics["paused_diversity"] = monitor.pause.diversity
-    path = save_checkpoint(
-        args.out,
-        result.agent,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        feature_names=names,
-        data_span=span,
-        metrics={**metrics, "train_seconds": result.seconds},
-    )
-    print(
-        f"saved {path} after {result.steps} steps ({result.steps / result.seconds:.0f} steps/s), "
-        f"eval return {result.final_return:.4g}"
-    )
-    if "paused_at_step" in metrics:
-        pause = monitor.pause
-        assert pause is not None
-        print(
-            f"paused: agent {pause.agent}'s action diversity {pause.diversity:.2f} fell below "
-            f"{pause.threshold} at step {pause.step} (collapse); the checkpoint holds the state",
-            file=sys.stderr,
+    symbols = tuple(span["symbols"]) if span is not None else ()
+    shape = env.action_space.shape or (1,)
+    n_agents = shape[0] if config.env_type == "portfolio" else 1
+
+    thresholds = dataclasses.replace(CollapseThresholds(), diversity_critical=args.pause_below)
+    monitor = TrainingMonitor(thresholds=thresholds, symbols=symbols)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=monitor.registry)
+    record_path = args.out.with_suffix(".jsonl")
+    print(f"run record: {record_path}")
+    with RunRecord(record_path) as record:
+        record.start(
+            env=env_id,
+            agents=n_agents,
+            symbols=list(symbols),
+            split=span.get("split") if span else None,
+            checkpoint=str(args.out),
+            config=config.to_dict(),
         )
-        return 3
-    return 0
+        last_step = 0
+
+        def report(progress: Progress) -> bool:
+            nonlocal last_step
+            last_step = progress.step
+            if progress.evaluation is not None:
+                losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
+                print(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
+            paused = monitor(progress) and not args.no_collapse_pause
+            every = args.record_every > 0 and progress.step % args.record_every == 0
+            if progress.evaluation is not None or every or paused:
+                record.progress(
+                    progress.step,
+                    progress.losses,
+                    eval_return=progress.evaluation,
+                    min_action_diversity=monitor.min_diversity(),
+                    updates=updates_at(config, progress.step),
+                )
+            return paused
+
+        try:
+            result = train(env, config, report, eval_env=eval_env, eval_every=args.eval_every)
+        except TrainingDiverged as e:
+            monitor.metrics.nan_losses.inc()
+            record.end("diverged", last_step, update=e.step, loss=e.loss, error=str(e))
+            print(f"stopped: {e}", file=sys.stderr)
+            return 4
+        metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
+        pause = monitor.pause if not args.no_collapse_pause else None
+        if pause is not None:
+            metrics["paused_at_step"] = float(pause.step)
+            metrics["paused_diversity"] = pause.diversity
+        path = save_checkpoint(
+            args.out,
+            result.agent,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            feature_names=names,
+            data_span=span,
+            metrics={**metrics, "train_seconds": result.seconds},
+        )
+        seconds = max(result.seconds, 1e-9)
+        rates = {
+            "steps_per_s": result.steps / seconds,
+            "updates_per_s": result.agent.updates / seconds,
+            "transitions_per_s": result.steps * n_agents / seconds,
+        }
+        print(
+            f"saved {path} after {result.steps} steps ({rates['steps_per_s']:.1f} steps/s, "
+            f"{rates['updates_per_s']:.1f} updates/s, {rates['transitions_per_s']:.0f} "
+            f"transitions/s), eval return {result.final_return:.4g}"
+        )
+        summary = {
+            "eval_return": result.final_return,
+            "updates": result.agent.updates,
+            "train_seconds": result.seconds,
+            "eval_seconds": result.eval_seconds,
+            **rates,
+            "checkpoint": str(path),
+        }
+        if pause is None:
+            record.end("finished", result.steps, **summary)
+            return 0
+        record.paused(pause, path)
+        record.end("paused", result.steps, **summary)
+    print(
+        f"paused: agent {pause.agent_name}'s action diversity {pause.diversity:.2f} fell below "
+        f"{pause.threshold} at step {pause.step} (collapse); the checkpoint holds the state",
+        file=sys.stderr,
+    )
+    if on_pause is not None:
+        on_pause(pause, path)
+    return 3
 
 
 if __name__ == "__main__":

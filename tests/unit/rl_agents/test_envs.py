@@ -89,10 +89,19 @@ def assert_same_episode(a: list[Any], b: list[Any]) -> None:
     for x, y in zip(a, b, strict=True):
         assert len(x) == len(y)
         for u, v in zip(x, y, strict=True):
-            if isinstance(u, np.ndarray):
-                assert np.array_equal(u, v)
-            else:
-                assert u == v
+            assert_same_value(u, v)
+
+
+def assert_same_value(u: Any, v: Any) -> None:
+    """Equal values, arrays (``info["symbol_rewards"]`` among them) compared element-wise."""
+    if isinstance(u, dict):
+        assert u.keys() == v.keys()
+        for key in u:
+            assert_same_value(u[key], v[key])
+    elif isinstance(u, np.ndarray):
+        assert np.array_equal(u, v)
+    else:
+        assert u == v
 
 
 # ---------------------------------------------------------------- registration and API
@@ -467,6 +476,46 @@ def test_sell_after_a_buy_realises_the_position() -> None:
     assert env.engine.quantity[0] == pytest.approx(-held)
     assert env.engine.price[0] == pytest.approx(52.0 * 0.9995)
     assert env.engine.position[0] == 0.0
+
+
+# ---------------------------------------------------------------- per-symbol rewards
+
+
+def test_symbol_rewards_sum_to_the_portfolio_simple_return_over_a_random_episode() -> None:
+    frame = gappy_real_frame()  # missing bars too: a symbol never held has no close yet
+    env = PortfolioTradingEnv(EnvConfig(rules=TradingRules(max_position_pct=0.5)), frame)
+    actions = np.random.default_rng(5).uniform(-1, 1, (frame.n_steps - 1, frame.n_symbols))
+    _, info = env.reset(seed=0)
+    previous, shares, returns = info["equity"], [], []
+
+    for action in actions:
+        _, reward, _, _, info = env.step(action)
+        rewards = info["symbol_rewards"]
+        assert rewards.shape == (frame.n_symbols,)
+        assert reward == pytest.approx(math.log(info["equity"] / previous))  # default unchanged
+        shares.append(rewards.sum())
+        returns.append(info["equity"] / previous - 1.0)
+        previous = info["equity"]
+
+    assert np.count_nonzero(returns) > frame.n_steps // 2  # it traded and held positions
+    np.testing.assert_allclose(shares, returns, rtol=1e-9, atol=1e-15)
+
+
+def test_symbol_reward_is_its_own_fill_and_mark_to_market() -> None:
+    frame = bar_frame({"X": [10.0, 11.0, 12.0, 13.0], "Y": [20.0, 19.0, 18.0, 17.0]})
+    rules = TradingRules(max_position_pct=1.0, smoothing_window=1)  # no smoothing, no cap
+    env = PortfolioTradingEnv(EnvConfig(window=2, rules=rules), frame)
+    env.reset(seed=0)
+
+    _, _, _, _, first = env.step([0.5, 0.0])  # X buys at the open of step 1; Y holds
+    engine = env.engine
+    bought, notional, fee = engine.quantity[0], engine.notional[0], engine.fee[0]
+    _, _, _, _, second = env.step([0.0, 0.0])  # X held from the close 11 to the close 12
+
+    assert bought > 0.0
+    assert first["symbol_rewards"][0] == pytest.approx((bought * 11.0 - notional - fee) / CASH)
+    assert second["symbol_rewards"][0] == pytest.approx(bought * 1.0 / first["equity"])
+    assert first["symbol_rewards"][1] == second["symbol_rewards"][1] == 0.0  # Y never traded
 
 
 # ---------------------------------------------------------------- bad input
