@@ -23,6 +23,7 @@ from services.demo import (
     format_summary,
     run_demo,
 )
+from services.evaluation import EvaluationError
 from services.models import ModelError
 from services.monitoring import MonitoringError
 from streams.topics import PORTFOLIO_EVENTS
@@ -97,6 +98,28 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--bootstrap", default="127.0.0.1:9092")
         sub.add_argument("--agent", default="fleet", help="model key (TRADINGBOT_AGENT_MODEL_ID)")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="the gate table of a trained fleet and the baselines on held-out days",
+        description="Replay the SAC fleet, the discrete PPO baseline, buy-and-hold and a "
+        "random policy over the held-out days through the streaming pipeline and print the "
+        "plan's gate table. Exit code 5 when a hard gate of the SAC fleet fails.",
+    )
+    evaluate.add_argument("--sac", type=Path, default=None, help="SAC checkpoint to judge")
+    evaluate.add_argument("--ppo", type=Path, default=None, help="discrete PPO baseline (.zip)")
+    evaluate.add_argument("--dataset", default=BYTETHEORY, help="'bytetheory' or a bar CSV(.gz)")
+    evaluate.add_argument("--symbols", type=int, default=DEFAULT_UNIVERSE, help="fleet size")
+    evaluate.add_argument(
+        "--span", choices=("test", "validation"), default="test", help="which held-out days"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    evaluate.add_argument("--bootstrap", default=None, help="use this running broker")
+    evaluate.add_argument(
+        "--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092"))
+    )
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    evaluate.add_argument("--runs-dir", type=Path, default=REPO / "runs")
+
     topics = commands.add_parser("topics", help="create the topics on a broker")
     topics.add_argument("--bootstrap", default="127.0.0.1:9092")
 
@@ -141,6 +164,26 @@ def main(argv: list[str] | None = None) -> int:
             result = run_demo(options)
             print(format_summary(result.summary))
             print(format_monitoring(result))
+        elif args.command == "evaluate":
+            from services.evaluation import EvaluationOptions, format_tables, run_evaluation
+
+            outcome = run_evaluation(
+                EvaluationOptions(
+                    sac=args.sac,
+                    ppo=args.ppo,
+                    dataset=args.dataset,
+                    symbols=args.symbols,
+                    span=args.span,
+                    seed=args.seed,
+                    bootstrap=args.bootstrap,
+                    kafka_port=args.kafka_port,
+                    runs_dir=args.runs_dir,
+                    json_path=args.json,
+                )
+            )
+            print(format_tables(outcome))
+            if not outcome.passed:
+                return 5
         elif args.command == "agents":
             from services import models
 
@@ -174,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             run = summarize(events)
             print(json.dumps(asdict(run), indent=2) if args.json else format_summary(run))
-    except (DemoError, BarDataError, kafka.BrokerError, MonitoringError, ModelError) as e:
+    except (
+        DemoError,
+        BarDataError,
+        kafka.BrokerError,
+        MonitoringError,
+        ModelError,
+        EvaluationError,
+    ) as e:
         print(f"tradingbot {args.command}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -137,9 +137,13 @@ def test_a_checkpoint_trained_on_the_test_days_is_refused(
         )
 
 
-def test_a_fleet_of_other_symbols_is_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_fleet_of_other_symbols_is_refused_by_the_cli(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
     sac = fleet_checkpoint(tmp_path / "fleet.pt", "train")
-    with pytest.raises(EvaluationError, match="other symbols"):
-        run_evaluation(
-            EvaluationOptions(sac=sac, symbols=N + 1, bootstrap=kafka_bootstrap, runs_dir=tmp_path)
-        )
+    argv = ["evaluate", "--sac", str(sac), "--symbols", str(N + 1)]
+    code = main([*argv, "--bootstrap", kafka_bootstrap, "--runs-dir", str(tmp_path)])
+    assert code == 1
+    assert "other symbols" in capsys.readouterr().err
