@@ -36,3 +36,17 @@ def test_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="learnign_rate"):
         SACConfig.from_yaml(path)
+
+
+def test_fleet_template_trains_the_portfolio_fleet_on_scaled_symbol_rewards() -> None:
+    config = SACConfig.from_yaml(TEMPLATES / "fleet_sac.yaml")
+
+    assert config.env_type == "portfolio"
+    assert config.reward_scale == pytest.approx(1000.0)
+    assert config.init_alpha == pytest.approx(0.02)
+    assert config.total_timesteps > config.learning_starts
+
+
+def test_reward_scale_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="reward_scale"):
+        SACConfig.from_yaml("algorithm: SAC\ntraining:\n  reward_scale: 0\n")
