@@ -221,29 +221,48 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
 
 def check_gates(table: GateTable, limits: GateLimits | None = None) -> list[GateResult]:
     """The hard gates of a trained fleet, each with its measured value."""
-    limits = limits or GateLimits()
     fleet = table.fleet
     worst = max(table.agents, key=lambda a: a.dominant_bin, default=None)
+    return hard_gates(
+        dominant_bin=fleet.dominant_bin,
+        diversity=fleet.diversity,
+        trade_frequency=fleet.trade_frequency,
+        limits=limits,
+        worst=worst.symbol if worst else None,
+    )
+
+
+def hard_gates(
+    *,
+    dominant_bin: float,
+    diversity: float,
+    trade_frequency: float,
+    limits: GateLimits | None = None,
+    worst: str | None = None,
+) -> list[GateResult]:
+    """The hard gates on a fleet's largest agent dominant-bin share, its mean action
+    diversity and its trade frequency (``worst``: the agent with that dominance)."""
+    limits = limits or GateLimits()
     low, high = limits.trade_frequency
     return [
         GateResult(
             f"no agent's dominant-bin share above {limits.max_dominance:.2f}"
-            + (f" (worst: {worst.symbol})" if worst else ""),
-            fleet.dominant_bin,
+            + (f" (worst: {worst})" if worst else ""),
+            dominant_bin,
             f"<= {limits.max_dominance:.2f}",
-            fleet.dominant_bin <= limits.max_dominance,
+            dominant_bin <= limits.max_dominance,
         ),
         GateResult(
             "fleet action diversity (mean over agents)",
-            fleet.diversity,
+            diversity,
             f"> {limits.min_diversity:.2f}",
-            fleet.diversity > limits.min_diversity,
+            diversity > limits.min_diversity,
         ),
         GateResult(
             "fleet trade frequency",
-            fleet.trade_frequency,
+            trade_frequency,
             f"in [{low:.2f}, {high:.2f}]",
-            low <= fleet.trade_frequency <= high,
+            low <= trade_frequency <= high,
         ),
     ]
 

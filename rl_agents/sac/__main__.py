@@ -35,9 +35,10 @@ from core.collapse import CollapseThresholds
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
 from rl_agents.data import DEFAULT_UNIVERSE, chronological_split, load_bars, universe
-from rl_agents.envs import EnvConfig
+from rl_agents.envs import EnvConfig, PortfolioTradingEnv
 from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
+from rl_agents.selection import CheckpointSelector
 from rl_agents.training_monitor import Pause, RunRecord, TrainingMonitor
 
 SECTIONS: dict[str, type] = {
@@ -127,6 +128,16 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"fleet size of the portfolio env: the first N symbols with a bar on every day "
         f"(default {DEFAULT_UNIVERSE}, the evaluation's universe)",
+    )
+    p.add_argument(
+        "--select-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="portfolio env: every STEPS steps, replay the validation days with the "
+        "deterministic policy and keep the weights that pass the evaluation's hard gates with "
+        "the best validation return; the checkpoint holds those (default 500 for the "
+        "portfolio env; 0: save the last weights)",
     )
     p.add_argument(
         "--record-every",
@@ -222,10 +233,20 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             config=config.to_dict(),
         )
         last_step = 0
+        every = 500 if args.select_every is None else args.select_every
+        validation_env = eval_env.unwrapped
+        selector = (
+            CheckpointSelector(validation_env, every, after=config.learning_starts)
+            if isinstance(validation_env, PortfolioTradingEnv) and every > 0
+            else None
+        )
 
         def report(progress: Progress) -> bool:
             nonlocal last_step
             last_step = progress.step
+            validation = selector(progress) if selector is not None else None
+            if validation is not None:
+                record.write("validation", progress.step, **validation.to_dict())
             if progress.evaluation is not None:
                 losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
                 print(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
@@ -249,6 +270,32 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             print(f"stopped: {e}", file=sys.stderr)
             return 4
         metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
+        # A paused run keeps the weights it paused with: they are what needs looking at.
+        selecting = selector is not None and bool(selector.history)
+        if selector is not None and selecting and (monitor.pause is None or args.no_collapse_pause):
+            chosen = selector.restore(result.agent)
+            if chosen is None:
+                print(
+                    f"selection: no validation of the {len(selector.history)} passed the hard "
+                    "gates; the checkpoint holds the last weights",
+                    file=sys.stderr,
+                )
+                record.write("selection", result.steps, selected=None)
+            else:
+                print(
+                    f"selection: the weights of step {chosen.step} passed the hard gates on the "
+                    f"validation days with the best return ({chosen.total_return:+.2%}, "
+                    f"diversity {chosen.diversity:.2f}, max dominance {chosen.dominant_bin:.2f}, "
+                    f"trade frequency {chosen.trade_frequency:.2f}); the checkpoint holds them",
+                )
+                record.write(
+                    "selection", result.steps, selected_step=chosen.step, **chosen.to_dict()
+                )
+                metrics["selected_step"] = float(chosen.step)
+                metrics["validation_return"] = chosen.total_return
+                metrics["validation_diversity"] = chosen.diversity
+                metrics["validation_dominant_bin"] = chosen.dominant_bin
+                metrics["validation_trade_frequency"] = chosen.trade_frequency
         pause = monitor.pause if not args.no_collapse_pause else None
         if pause is not None:
             metrics["paused_at_step"] = float(pause.step)
@@ -271,7 +318,7 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         print(
             f"saved {path} after {result.steps} steps ({rates['steps_per_s']:.1f} steps/s, "
             f"{rates['updates_per_s']:.1f} updates/s, {rates['transitions_per_s']:.0f} "
-            f"transitions/s), eval return {result.final_return:.4g}"
+            f"transitions/s); the last weights' eval return {result.final_return:.4g}"
         )
         summary = {
             "eval_return": result.final_return,

@@ -36,6 +36,7 @@ from rl_agents.sac.networks import (
     FleetActor,
     SquashedGaussianActor,
     TwinCritic,
+    squash,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -157,9 +158,13 @@ class SAC:
         # Actor and temperature, one backward pass (their gradients are disjoint). The actor
         # maximises the soft value of its own actions under the updated critics, whose
         # weights are frozen here; the temperature moves the entropy towards the target.
-        new_actions, log_prob = self.actor.sample(obs, ids, self.generator)
+        mean, log_std = self.actor(obs, ids)
+        noise = torch.randn(mean.shape, generator=self.generator, device=self.device)
+        new_actions, log_prob = squash(mean, log_std, noise)
         q_new = self.critic(obs, new_actions, frozen=True).min(0).values
         actor_loss = (alpha * log_prob - q_new).mean()
+        if cfg.actor_mean_penalty:
+            actor_loss = actor_loss + cfg.actor_mean_penalty * mean.square().mean()
         alpha_loss = -self.log_alpha * (log_prob.detach() + self.target_entropy).mean()
         actor_norm = self._step(
             {"actor_loss": actor_loss, "alpha_loss": alpha_loss},
@@ -290,6 +295,8 @@ class Progress:
     """The mean evaluation return measured at this step, if one was."""
     action: npt.NDArray[Any] | None = None
     """The action taken at this step, in [-1, 1] (``[n]`` for a fleet)."""
+    agent: SAC | None = None
+    """The agent being trained (to validate or snapshot it; do not train it)."""
 
 
 @dataclass(slots=True)
@@ -437,7 +444,7 @@ def train(
                 result.evaluations.append((step, evaluation))
         result.steps = step
         stop = callback is not None and bool(
-            callback(Progress(step, agent.last_losses, ended, evaluation, action))
+            callback(Progress(step, agent.last_losses, ended, evaluation, action, agent))
         )
         if evaluation is not None and stop_return is not None and evaluation >= stop_return:
             result.stopped_early = stop = True

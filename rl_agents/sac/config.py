@@ -85,6 +85,10 @@ class SACConfig:
     """Entropy the temperature tuning aims at; ``auto`` is ``-action_dim``."""
     init_alpha: float = 1.0
     """Initial temperature (entropy coefficient)."""
+    actor_mean_penalty: float = 0.0
+    """Weight of a penalty on the actor's squared pre-tanh mean (the policy regularisation of
+    the original SAC code, 1e-3 there): keeps a policy from pinning its actions at -1 or 1,
+    where the tanh's gradient vanishes; 0 turns it off."""
     max_grad_norm: float = 10.0
     """Gradients are clipped to this global L2 norm before each optimizer step."""
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -115,6 +119,10 @@ class SACConfig:
             raise ConfigError(f"training.tau must be in (0, 1], got {self.tau}")
         if not self.init_alpha > 0.0:
             raise ConfigError(f"training.init_alpha must be > 0, got {self.init_alpha}")
+        if not self.actor_mean_penalty >= 0.0:
+            raise ConfigError(
+                f"training.actor_mean_penalty must be >= 0, got {self.actor_mean_penalty}"
+            )
         if not self.max_grad_norm > 0.0:
             raise ConfigError(f"training.max_grad_norm must be > 0, got {self.max_grad_norm}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
