@@ -282,6 +282,19 @@ def test_update_returns_finite_losses_and_moves_the_targets_by_tau() -> None:
     )
 
 
+def test_actor_mean_penalty_adds_the_squared_pre_tanh_mean_to_the_actor_loss() -> None:
+    batch = random_batch(64, 4, 2)
+    plain = SAC(SMALL, obs_dim=4, action_dim=2)
+    penalised = SAC(dataclasses.replace(SMALL, actor_mean_penalty=0.5), obs_dim=4, action_dim=2)
+    with torch.no_grad():
+        mean, _ = penalised.actor(batch.observations)
+    expected = 0.5 * mean.square().mean().item()
+
+    difference = penalised.update(batch)["actor_loss"] - plain.update(batch)["actor_loss"]
+
+    assert difference == pytest.approx(expected, rel=1e-4)
+
+
 def test_temperature_falls_when_the_policy_is_more_random_than_the_target() -> None:
     agent = SAC(dataclasses.replace(SMALL, target_entropy=-10.0), obs_dim=4, action_dim=1)
 
