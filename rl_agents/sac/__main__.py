@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 from prometheus_client import start_http_server
+from tqdm import tqdm
 
 import rl_agents  # noqa: F401 - registers the trading environments
 from core.bars import BarDataError
@@ -149,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, default=0, help="serve the trainer's /metrics here (0: no)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--no-collapse-pause",
         action="store_true",
@@ -223,7 +225,11 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=monitor.registry)
     record_path = args.out.with_suffix(".jsonl")
     print(f"run record: {record_path}")
-    with RunRecord(record_path) as record:
+    bar = tqdm(
+        total=config.total_timesteps, desc="train", unit="step", disable=args.no_progress,
+        file=sys.stderr, mininterval=1.0,
+    )  # fmt: skip
+    with bar, RunRecord(record_path) as record:
         record.start(
             env=env_id,
             agents=n_agents,
@@ -244,12 +250,13 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         def report(progress: Progress) -> bool:
             nonlocal last_step
             last_step = progress.step
+            bar.update(1)
             validation = selector(progress) if selector is not None else None
             if validation is not None:
                 record.write("validation", progress.step, **validation.to_dict())
             if progress.evaluation is not None:
                 losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
-                print(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
+                bar.write(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
             paused = monitor(progress) and not args.no_collapse_pause
             every = args.record_every > 0 and progress.step % args.record_every == 0
             if progress.evaluation is not None or every or paused:

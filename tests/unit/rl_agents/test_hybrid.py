@@ -29,9 +29,16 @@ def real_frame(n: int, steps: int = 40) -> BarFrame:
 
 
 def same_step(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    obs_a, *rest_a = a
-    obs_b, *rest_b = b
-    return bool(np.array_equal(obs_a, obs_b)) and rest_a == rest_b
+    """Equal steps; arrays (the observation, ``info["symbol_rewards"]``) compared by value."""
+    return len(a) == len(b) and all(same_value(u, v) for u, v in zip(a, b, strict=True))
+
+
+def same_value(u: Any, v: Any) -> bool:
+    if isinstance(u, dict):
+        return u.keys() == v.keys() and all(same_value(u[k], v[k]) for k in u)
+    if isinstance(u, np.ndarray):
+        return bool(np.array_equal(u, v))
+    return bool(u == v)
 
 
 def test_each_discrete_action_stands_for_its_documented_continuous_value() -> None:
