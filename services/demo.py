@@ -101,6 +101,21 @@ def kafka_script(
     )
 
 
+def ensure_kafka(bootstrap: str | None, port: int) -> tuple[str, bool]:
+    """The broker to use, and whether it was started here (stop it when done).
+
+    A given ``bootstrap`` is used as it is. Otherwise the local Kafka on
+    ``port``: a running one is reused; one started here starts empty.
+    """
+    if bootstrap is not None:
+        return bootstrap, False
+    was_running = kafka_script("status", port).returncode == 0
+    started = kafka_script("start", port, fresh=not was_running)
+    if started.returncode != 0:
+        raise DemoError(f"Kafka did not start:\n{started.stdout}{started.stderr}")
+    return f"127.0.0.1:{port}", not was_running
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -227,16 +242,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         f" ({len(frame.repairs)} bars repaired, see docs/data.md)",
         file=sys.stderr,
     )
-    managed = options.bootstrap is None
-    bootstrap = options.bootstrap or f"127.0.0.1:{options.kafka_port}"
-    started_kafka = False
-    if managed:
-        was_running = kafka_script("status", options.kafka_port).returncode == 0
-        # A demo that starts its own broker starts it empty; a kept-running one is reused.
-        started = kafka_script("start", options.kafka_port, fresh=not was_running)
-        if started.returncode != 0:
-            raise DemoError(f"Kafka did not start:\n{started.stdout}{started.stderr}")
-        started_kafka = not was_running
+    bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     run_id = new_run_id()
     run_dir = options.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from core.gates import GateLimits, GateResult, GateTable, check_gates, gate_tabl
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, chronological_split, load_bars, universe
 from rl_agents.policies import Policy, make_policy
 from services import kafka
-from services.demo import REPO, DemoError, kafka_script, new_run_id
+from services.demo import REPO, ensure_kafka, kafka_script, new_run_id
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
 from streams.topics import PORTFOLIO_EVENTS
@@ -170,15 +170,7 @@ def run_evaluation(options: EvaluationOptions) -> EvaluationResult:
     """Replay every contender on the held-out days; return their gate tables."""
     frame, bounds = held_out_frame(options.dataset, options.symbols, options.span)
     fleet = contenders(options, frame)
-    managed = options.bootstrap is None
-    bootstrap = options.bootstrap or f"127.0.0.1:{options.kafka_port}"
-    started_kafka = False
-    if managed:
-        was_running = kafka_script("status", options.kafka_port).returncode == 0
-        started = kafka_script("start", options.kafka_port, fresh=not was_running)
-        if started.returncode != 0:
-            raise DemoError(f"Kafka did not start:\n{started.stdout}{started.stderr}")
-        started_kafka = not was_running
+    bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     stamp = new_run_id("evaluate")
     out_dir = options.runs_dir / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
