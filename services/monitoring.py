@@ -167,6 +167,26 @@ async def wait_for_group(
         await admin.close()
 
 
+async def wait_for_members(bootstrap: str, group_id: str, timeout_s: float = 120.0) -> None:
+    """Wait until consumer group ``group_id`` is stable with a member: a worker has joined
+    and holds its partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tradingbot-monitor")
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for response in await admin.describe_consumer_groups([group_id]):
+                for group in response.groups:
+                    # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                    if group[1] == group_id and group[2] == "Stable" and group[5]:
+                        return
+            if time.monotonic() > deadline:
+                raise MonitoringError(f"no worker joined consumer group {group_id} in {timeout_s}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
 async def start_group_at_end(bootstrap: str, group_id: str, topics: list[str]) -> None:
     """Commit the current end offsets of ``topics`` for a consumer group that has none yet.
 

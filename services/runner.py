@@ -13,8 +13,12 @@ from typing import Any
 
 def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
     """Run ``main`` until it returns or SIGTERM/SIGINT arrives; exit non-zero on error."""
+    level = os.environ.get("TRADINGBOT_LOG_LEVEL", "INFO").upper()
+    level = {"WARN": "WARNING"}.get(level, level)  # the collapse detector's (faust's) spelling
+    if level not in logging.getLevelNamesMapping():
+        sys.exit(f"{name}: TRADINGBOT_LOG_LEVEL={level!r} is not a log level (DEBUG, INFO, ...)")
     logging.basicConfig(
-        level=os.environ.get("TRADINGBOT_LOG_LEVEL", "INFO"),
+        level=level,
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
 

@@ -37,10 +37,12 @@ from rl_agents.data import load_bars, universe
 from services.kafka import read_topic
 from services.monitoring import (
     AgentAlerts,
+    MonitoringError,
     MonitoringStack,
     read_alerts,
     start_group_at_end,
     wait_for_group,
+    wait_for_members,
 )
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
@@ -137,6 +139,7 @@ def monitored_run(
         "TRADINGBOT_DETECTOR_APP_ID": group,
         "TRADINGBOT_DETECTOR_RUN_ID": run_id,
         "TRADINGBOT_DETECTOR_METRICS_PORT": str(det_p),
+        "TRADINGBOT_LOG_LEVEL": "info",  # the worker's rebalances and recovery, in its log
     }
     log = tmp / "collapse-detector.log"
     stack.start(
@@ -161,6 +164,8 @@ def monitored_run(
         detector.send_signal(signal.SIGTERM)
         assert detector.wait(timeout=60) == 0, log.read_text()[-3000:]
         detector = _detector(env, log)
+        # The restart at step 60 is of a running worker: let it join its group first.
+        asyncio.run(wait_for_members(kafka_bootstrap, group, timeout_s=180))
 
     async def scenario() -> None:
         await asyncio.gather(
@@ -176,7 +181,10 @@ def monitored_run(
 
     try:
         asyncio.run(scenario())
-        asyncio.run(wait_for_group(kafka_bootstrap, group, timeout_s=180))
+        try:
+            asyncio.run(wait_for_group(kafka_bootstrap, group, timeout_s=180))
+        except MonitoringError as e:
+            raise AssertionError(f"{e}; the worker's log ends:\n{log.read_text()[-6000:]}") from e
         alerts = asyncio.run(read_alerts(kafka_bootstrap, run_id))
         yield Run(
             run_id=run_id,
