@@ -42,6 +42,7 @@ from core.events import (
     Event,
     OrderFilled,
     OrderSkipped,
+    PortfolioClosed,
     PortfolioOpened,
 )
 from core.ledger import PortfolioState, evolve
@@ -167,6 +168,9 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
             windows[j].settle(event.step - 1, filled=True)  # decided the step before
         elif isinstance(event, OrderSkipped):
             windows[index[event.symbol]].settle(event.step - 1, filled=False)
+        elif isinstance(event, PortfolioClosed):
+            for window in windows:  # nothing fills after the close: every action is settled
+                window.settle_through(event.steps)
         elif isinstance(event, AccountMarked):
             held = np.zeros(len(symbols))
             for holding in event.holdings:

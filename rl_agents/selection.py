@@ -56,7 +56,11 @@ class Validation:
 def validate_fleet(
     agent: SAC, env: PortfolioTradingEnv, step: int, limits: GateLimits | None = None
 ) -> Validation:
-    """Replay ``env``'s days from the start with ``agent``'s deterministic actions."""
+    """Replay ``env``'s days from the start with ``agent``'s deterministic actions.
+
+    Measured as the evaluation measures a streamed run: one action per agent and
+    day, the last day's included (its order expires at the end of the data).
+    """
     obs, _ = env.reset(options={"start": 0})
     engine = env.engine
     windows = [ActionWindow(size=1 << 30) for _ in range(engine.n)]
@@ -73,6 +77,12 @@ def validate_fleet(
             window.settle(t, filled=bool(filled[i]))
         t += 1
         done = terminated or truncated
+    if not terminated:
+        # The pipeline decides on the last bar too; that order expires unfilled (end of data).
+        action = agent.act(obs, deterministic=True)
+        for i, window in enumerate(windows):
+            window.add(raw=float(action[i]), kind=0, step=t)
+            window.settle(t, filled=False)
     stats = [w.stats() for w in windows]
     settled = sum(s.settled for s in stats)
     worst = int(np.argmax([s.dominant_bin for s in stats]))

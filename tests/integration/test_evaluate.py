@@ -147,3 +147,28 @@ def test_a_fleet_of_other_symbols_is_refused_by_the_cli(
     code = main([*argv, "--bootstrap", kafka_bootstrap, "--runs-dir", str(tmp_path)])
     assert code == 1
     assert "other symbols" in capsys.readouterr().err
+
+
+def test_the_trainers_offline_gates_equal_the_streamed_ones(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The checkpoint selection measures the gates offline; the evaluation, streamed.
+    On the same days and weights they must agree."""
+    from rl_agents.checkpoints import load_checkpoint
+    from rl_agents.selection import validate_fleet
+
+    sac = fleet_checkpoint(tmp_path / "fleet.pt", "train")
+    frame, _ = held_out_frame("bytetheory", N, "validation")
+    offline = validate_fleet(
+        load_checkpoint(sac).agent(), PortfolioTradingEnv(EnvConfig(), frame=frame), step=0
+    )
+    streamed = run_evaluation(
+        EvaluationOptions(sac=sac, symbols=N, span="validation", bootstrap=kafka_bootstrap,
+                          runs_dir=tmp_path)
+    )  # fmt: skip
+    fleet = next(iter(streamed.tables.values())).fleet
+    assert fleet.total_return == pytest.approx(offline.total_return, abs=1e-12)
+    assert fleet.dominant_bin == offline.dominant_bin
+    assert fleet.diversity == pytest.approx(offline.diversity, abs=1e-12)
+    assert fleet.trade_frequency == pytest.approx(offline.trade_frequency, abs=1e-12)
+    assert [g.passed for g in streamed.gates] == [g.passed for g in offline.gates]

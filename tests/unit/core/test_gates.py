@@ -98,6 +98,9 @@ def test_action_statistics_are_the_collapse_rule() -> None:
     assert collapsed.dominant_bin == 1.0 and collapsed.diversity == 0.0
     assert idle.trade_frequency == 0.0
     assert 0.0 < diverse.trade_frequency <= 1.0
+    # After the close every action is settled: the frequency is fills per action.
+    for agent in table.agents:
+        assert agent.trade_frequency == pytest.approx(agent.trades / agent.actions)
     assert table.fleet.dominant_bin == 1.0
     assert table.fleet.diversity == pytest.approx(np.mean([a.diversity for a in table.agents]))
 

@@ -42,8 +42,9 @@ def test_validation_replays_every_day_with_the_deterministic_policy() -> None:
         obs, _, terminated, truncated, info = env.step(action)
         fills += info["fills"]
         done = terminated or truncated
+    actions.append(agent.act(obs, deterministic=True))  # the last day's, never filled
     steps = len(actions)
-    assert steps == FRAME.n_steps - 1
+    assert steps == FRAME.n_steps
     assert validation.total_return == pytest.approx(env.engine.equity / 100_000.0 - 1.0)
     assert validation.trade_frequency == pytest.approx(fills / (steps * N))
     shares = [np.bincount(np.minimum(((np.array(actions)[:, i] + 1) * 10).astype(int), 19),
