@@ -141,8 +141,13 @@ def describe_env(env: Any) -> tuple[tuple[str, ...] | None, dict[str, Any] | Non
 
 def actor_hash(agent: SAC) -> str:
     """First 12 hex digits of the SHA-256 of the actor's weights: a version by content."""
+    return weights_hash(agent.actor.state_dict())
+
+
+def weights_hash(state: Mapping[str, torch.Tensor]) -> str:
+    """First 12 hex digits of the SHA-256 of a ``state_dict``'s names and values."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(agent.actor.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -375,11 +374,9 @@ def load_ppo(path: str | Path) -> tuple[PPO, PPOTrainingInfo]:
 
 def weights_version(model: PPO) -> str:
     """First 12 hex digits of the SHA-256 of the policy's weights: a version by content."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.policy.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:12]
+    from rl_agents.checkpoints import weights_hash
+
+    return weights_hash(model.policy.state_dict())
 
 
 # ---------------------------------------------------------------- serving
