@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             return 4
         metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
         # A paused run keeps the weights it paused with: they are what needs looking at.
-        paused = monitor.pause is not None and not args.no_collapse_pause
-        if selector is not None and selector.history and not paused:
+        paused_run = monitor.pause is not None and not args.no_collapse_pause
+        if selector is not None and selector.history and not paused_run:
             chosen = selector.restore(result.agent)
             if chosen is None:
                 print(
