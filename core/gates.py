@@ -185,8 +185,9 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
     pnl = np.array(curves)  # [marks + 1, n]
     curve = state.initial_cash + pnl
     agents = []
+    all_stats = [window.stats() for window in windows]
     for j, symbol in enumerate(symbols):
-        stats = windows[j].stats()
+        stats = all_stats[j]
         agents.append(
             AgentGates(
                 symbol=symbol,
@@ -203,7 +204,7 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
                 trade_frequency=stats.trade_frequency,
             )
         )
-    settled = sum(w.stats().settled for w in windows)
+    settled = sum(stats.settled for stats in all_stats)
     fleet = FleetGates(
         total_return=summary.total_return,
         sharpe=summary.sharpe,

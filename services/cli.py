@@ -35,6 +35,13 @@ SERVICE_MODULES = {
 }
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sac", type=Path, default=None, help="SAC checkpoint to judge")
     evaluate.add_argument("--ppo", type=Path, default=None, help="discrete PPO baseline (.zip)")
     evaluate.add_argument("--dataset", default=BYTETHEORY, help="'bytetheory' or a bar CSV(.gz)")
-    evaluate.add_argument("--symbols", type=int, default=DEFAULT_UNIVERSE, help="fleet size")
+    evaluate.add_argument(
+        "--symbols", type=_positive, default=DEFAULT_UNIVERSE, help="fleet size (>= 1)"
+    )
     evaluate.add_argument(
         "--span", choices=("test", "validation"), default="test", help="which held-out days"
     )

@@ -42,3 +42,14 @@ def test_an_unknown_log_level_is_a_clear_error() -> None:
     done = run("loud")
     assert done.returncode != 0
     assert "TRADINGBOT_LOG_LEVEL='LOUD' is not a log level" in done.stderr
+
+
+def test_evaluate_refuses_an_empty_fleet_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--symbols", "0"])
+    assert exited.value.code == 2
+    assert "--symbols: must be >= 1, got 0" in capsys.readouterr().err
