@@ -119,6 +119,25 @@ class GateLimits:
     trade_frequency: tuple[float, float] = (0.05, 0.60)
     """The fleet's trade frequency must lie in this range."""
 
+    def tightened(self, margin: float) -> GateLimits:
+        """These limits with every bound moved ``margin`` inwards: dominance at most
+        ``max_dominance - margin``, diversity above ``min_diversity + margin``, trade
+        frequency in ``[low + margin, high - margin]``.
+
+        A checkpoint chosen on a few validation days by limits it barely meets is likely
+        to miss them on the next days; the selection asks for the margin.
+        """
+        low, high = self.trade_frequency
+        if not 0.0 <= margin < 0.5:
+            raise ValueError(f"a margin is a share in [0, 0.5), got {margin}")
+        if low + margin > high - margin:
+            raise ValueError(f"margin {margin} empties the trade frequency range [{low}, {high}]")
+        return GateLimits(
+            max_dominance=self.max_dominance - margin,
+            min_diversity=self.min_diversity + margin,
+            trade_frequency=(low + margin, high - margin),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class GateResult:

@@ -6,8 +6,10 @@ run are one draw among many. ``CheckpointSelector`` is a ``train`` callback
 that, every ``every`` steps, replays the validation days offline with the
 deterministic policy (``PortfolioTradingEnv``, the same rules as the
 pipeline), measures the hard gates of ``core.gates`` on those actions, and
-keeps a copy of the weights that pass them with the best validation return.
-The test days are never looked at.
+keeps a copy of the weights with the best validation return among those that
+pass them with a margin (``GateLimits.tightened``; 0.05 by default): a
+checkpoint that barely meets a gate on 36 validation days tends to miss it on
+the next days. The test days are never looked at.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ class Validation:
     def passed(self) -> bool:
         """Whether every hard gate passed."""
         return all(g.passed for g in self.gates)
+
+    def meets(self, limits: GateLimits) -> bool:
+        """Whether these measures pass the hard gates at ``limits``."""
+        gates = hard_gates(
+            dominant_bin=self.dominant_bin,
+            diversity=self.diversity,
+            trade_frequency=self.trade_frequency,
+            limits=limits,
+            worst=self.worst,
+        )
+        return all(g.passed for g in gates)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for the run record."""
@@ -109,18 +122,24 @@ def validate_fleet(
 
 @dataclass
 class CheckpointSelector:
-    """A ``train`` callback that keeps the weights that pass the gates on the validation
-    days with the best validation return."""
+    """A ``train`` callback that keeps the weights with the best validation return among
+    those that pass the gates, tightened by ``margin``, on the validation days."""
 
     env: PortfolioTradingEnv
     every: int
     after: int = 0
     """No validation before this step (learning starts)."""
     limits: GateLimits = field(default_factory=GateLimits)
+    """The evaluation's hard gates (what each validation reports as passed or not)."""
+    margin: float = 0.05
+    """How far inside ``limits`` a validation must be to be selected."""
     history: list[Validation] = field(default_factory=list)
     best: Validation | None = None
     state: dict[str, Any] | None = None
     """``SAC.state_dict()`` of the best weights so far."""
+
+    def __post_init__(self) -> None:
+        self.limits.tightened(self.margin)  # a clear error now for a margin that cannot pass
 
     def __call__(self, progress: Progress) -> Validation | None:
         """Validate at every ``every``-th step; return the validation when one ran."""
@@ -128,12 +147,16 @@ class CheckpointSelector:
             return None
         validation = validate_fleet(progress.agent, self.env, progress.step, self.limits)
         self.history.append(validation)
-        if validation.passed and (
+        if self.selectable(validation) and (
             self.best is None or validation.total_return > self.best.total_return
         ):
             self.best = validation
             self.state = copy.deepcopy(progress.agent.state_dict())
         return validation
+
+    def selectable(self, validation: Validation) -> bool:
+        """Whether ``validation`` passes the gates with the margin."""
+        return validation.meets(self.limits.tightened(self.margin))
 
     def restore(self, agent: SAC) -> Validation | None:
         """Load the best weights into ``agent``; None (and no change) when none passed."""

@@ -33,6 +33,7 @@ from tqdm import tqdm
 import rl_agents  # noqa: F401 - registers the trading environments
 from core.bars import BarDataError
 from core.collapse import CollapseThresholds
+from core.gates import GateLimits
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
 from rl_agents.data import DEFAULT_UNIVERSE, chronological_split, load_bars, universe
@@ -137,8 +138,16 @@ def parser() -> argparse.ArgumentParser:
         metavar="STEPS",
         help="portfolio env: every STEPS steps, replay the validation days with the "
         "deterministic policy and keep the weights that pass the evaluation's hard gates with "
-        "the best validation return; the checkpoint holds those (default 500 for the "
-        "portfolio env; 0: save the last weights)",
+        "a margin (--select-margin) and the best validation return; the checkpoint holds "
+        "those (default 500 for the portfolio env; 0: save the last weights)",
+    )
+    p.add_argument(
+        "--select-margin",
+        type=float,
+        default=0.05,
+        metavar="M",
+        help="how far inside each hard gate a validation must be to be selected: dominance "
+        "<= 0.60-M, diversity > 0.40+M, trade frequency in [0.05+M, 0.60-M] (default 0.05)",
     )
     p.add_argument(
         "--record-every",
@@ -204,6 +213,11 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         print(config.to_yaml(), end="")
         return 0
     env_id = args.env or DEFAULT_ENVS[config.env_type]
+    try:
+        GateLimits().tightened(args.select_margin)
+    except ValueError as e:
+        print(f"error: --select-margin: {e}", file=sys.stderr)
+        return 2
     if args.symbols is not None and env_id != PORTFOLIO:
         print(f"error: --symbols sizes the fleet of {PORTFOLIO}, not {env_id}", file=sys.stderr)
         return 2
@@ -242,7 +256,9 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         every = 500 if args.select_every is None else args.select_every
         validation_env = eval_env.unwrapped
         selector = (
-            CheckpointSelector(validation_env, every, after=config.learning_starts)
+            CheckpointSelector(
+                validation_env, every, after=config.learning_starts, margin=args.select_margin
+            )
             if isinstance(validation_env, PortfolioTradingEnv) and every > 0
             else None
         )
@@ -252,8 +268,13 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             last_step = progress.step
             bar.update(1)
             validation = selector(progress) if selector is not None else None
-            if validation is not None:
-                record.write("validation", progress.step, **validation.to_dict())
+            if validation is not None and selector is not None:
+                record.write(
+                    "validation",
+                    progress.step,
+                    **validation.to_dict(),
+                    selectable=selector.selectable(validation),
+                )
             if progress.evaluation is not None:
                 losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
                 bar.write(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
@@ -284,19 +305,24 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             if chosen is None:
                 print(
                     f"selection: no validation of the {len(selector.history)} passed the hard "
-                    "gates; the checkpoint holds the last weights",
+                    f"gates with margin {selector.margin}; the checkpoint holds the last weights",
                     file=sys.stderr,
                 )
                 record.write("selection", result.steps, selected=None)
             else:
                 print(
-                    f"selection: the weights of step {chosen.step} passed the hard gates on the "
-                    f"validation days with the best return ({chosen.total_return:+.2%}, "
+                    f"selection: the weights of step {chosen.step} passed the hard gates (margin "
+                    f"{selector.margin}) on the validation days with the best return "
+                    f"({chosen.total_return:+.2%}, "
                     f"diversity {chosen.diversity:.2f}, max dominance {chosen.dominant_bin:.2f}, "
                     f"trade frequency {chosen.trade_frequency:.2f}); the checkpoint holds them",
                 )
                 record.write(
-                    "selection", result.steps, selected_step=chosen.step, **chosen.to_dict()
+                    "selection",
+                    result.steps,
+                    selected_step=chosen.step,
+                    margin=selector.margin,
+                    **chosen.to_dict(),
                 )
                 metrics["selected_step"] = float(chosen.step)
                 metrics["validation_return"] = chosen.total_return

@@ -161,7 +161,8 @@ class SAC:
         mean, log_std = self.actor(obs, ids)
         noise = torch.randn(mean.shape, generator=self.generator, device=self.device)
         new_actions, log_prob = squash(mean, log_std, noise)
-        q_new = self.critic(obs, new_actions, frozen=True).min(0).values
+        q_both = self.critic(obs, new_actions, frozen=True)
+        q_new = q_both.min(0).values if cfg.actor_q == "min" else q_both.mean(0)
         actor_loss = (alpha * log_prob - q_new).mean()
         if cfg.actor_mean_penalty:
             actor_loss = actor_loss + cfg.actor_mean_penalty * mean.square().mean()

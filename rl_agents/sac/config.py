@@ -89,6 +89,11 @@ class SACConfig:
     """Weight of a penalty on the actor's squared pre-tanh mean (the policy regularisation of
     the original SAC code, 1e-3 there): keeps a policy from pinning its actions at -1 or 1,
     where the tanh's gradient vanishes; 0 turns it off."""
+    actor_q: Literal["min", "mean"] = "min"
+    """How the actor reads the twin critics: ``min`` (SAC and Stable-Baselines3) or ``mean``
+    (REDQ's policy update, Chen et al. 2021). The critics' Bellman target always takes the
+    min; the min in the actor's objective also marks down actions whose rewards are noisy
+    (a buy) against ones whose rewards are certain (no trade)."""
     max_grad_norm: float = 10.0
     """Gradients are clipped to this global L2 norm before each optimizer step."""
     hidden_sizes: tuple[int, ...] = (256, 256)

@@ -120,7 +120,11 @@ class FleetActor(nn.Module):
         if agent_ids is None:
             out = torch.einsum("...nh,nho->...no", features, self.head_weight) + self.head_bias
         else:
-            weight, bias = self.head_weight[agent_ids], self.head_bias[agent_ids]
+            # index_select, not indexing: the backward of an index is a parallel scatter-add
+            # whose order (so its rounding) changes from run to run on a multi-core CPU;
+            # index_select's (index_add) is deterministic there.
+            weight = self.head_weight.index_select(0, agent_ids)
+            bias = self.head_bias.index_select(0, agent_ids)
             out = torch.einsum("bh,bho->bo", features, weight) + bias
         mean, log_std = out.split(1, dim=-1)
         return mean, log_std

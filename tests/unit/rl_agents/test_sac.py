@@ -361,6 +361,42 @@ def test_same_seed_gives_the_same_learning_curve_and_actions() -> None:
     assert not np.array_equal(actions_a, actions_c)
 
 
+def test_actor_q_mean_reads_the_critics_less_pessimistically_and_changes_only_the_actor() -> None:
+    batch = random_batch(32, 4)
+    losses = {}
+    for actor_q in ("min", "mean"):
+        agent = SAC(dataclasses.replace(SMALL, actor_q=actor_q), obs_dim=4, action_dim=1)
+        losses[actor_q] = agent.update(batch)
+    # Same weights, batch and noise: the critics' step is the same; the actor's objective
+    # -(Q - alpha log pi) is lower with the mean of two different critics than with their min.
+    assert losses["min"]["critic_loss"] == losses["mean"]["critic_loss"]
+    assert losses["mean"]["actor_loss"] < losses["min"]["actor_loss"]
+
+
+def fleet_weights_after_updates(updates: int) -> torch.Tensor:
+    config = SACConfig(env_type="portfolio", hidden_sizes=(64, 64), seed=5, device="cpu")
+    agent = SAC(config, obs_dim=12, action_dim=1, n_agents=8)
+    buffer = ReplayBuffer(4_096, 12, 1)
+    rng = np.random.default_rng(5)
+    for _ in range(64):  # 8 symbols per step: each batch holds every symbol many times
+        buffer.add(
+            rng.normal(size=(8, 12)), rng.uniform(-1, 1, (8, 1)), rng.normal(size=8),
+            rng.normal(size=(8, 12)), np.zeros(8), np.zeros(8), np.arange(8),
+        )  # fmt: skip
+    for _ in range(updates):
+        agent.update(buffer.sample(256, agent.generator))
+    return torch.cat([p.detach().flatten() for p in agent.actor.parameters()])
+
+
+def test_fleet_updates_are_the_same_on_two_threads() -> None:
+    """The fleet's heads are gathered per replay row; the gather's backward must add the
+    rows' gradients in the same order in every run, whatever the threads do."""
+    torch.set_num_threads(2)  # the autouse fixture restores its own setting afterwards
+    first = fleet_weights_after_updates(100)
+    second = fleet_weights_after_updates(100)
+    assert torch.equal(first, second)
+
+
 def test_smoke_training_on_the_continuous_trading_env() -> None:
     env = ContinuousTradingEnv(EnvConfig(episode_length=50))
     config = dataclasses.replace(SMALL, total_timesteps=200, seed=1)

@@ -60,7 +60,7 @@ def test_validation_replays_every_day_with_the_deterministic_policy() -> None:
 
 def test_the_selector_keeps_the_best_passing_weights_and_restores_them() -> None:
     env = PortfolioTradingEnv(EnvConfig(), frame=FRAME)
-    selector = CheckpointSelector(env, every=10, after=5, limits=LOOSE)
+    selector = CheckpointSelector(env, every=10, after=5, limits=LOOSE, margin=0.0)
     agents = [fleet(seed) for seed in (1, 2, 3)]
     ran = [selector(Progress(step, {}, None, None, None, a)) for step, a in
            zip((10, 20, 30), agents, strict=True)]  # fmt: skip
@@ -105,11 +105,50 @@ def test_fleet_training_records_each_validation_and_the_selection(tmp_path: Path
     selection = [line for line in lines if line["kind"] == "selection"]
     assert len(selection) == 1
     metrics = load_checkpoint(out).metrics
-    passing = [v for v in validations if v["passed"]]
+    assert all(v["selectable"] <= v["passed"] for v in validations)  # the margin only narrows
+    passing = [v for v in validations if v["selectable"]]
     if passing:
         best = max(passing, key=lambda v: v["total_return"])
         assert selection[0]["selected_step"] == best["step"]
+        assert selection[0]["margin"] == 0.05
         assert metrics["selected_step"] == best["step"]
         assert metrics["validation_return"] == pytest.approx(best["total_return"])
     else:
         assert selection[0]["selected"] is None and "selected_step" not in metrics
+
+
+def test_the_selection_skips_weights_that_pass_the_gates_only_without_the_margin() -> None:
+    env = PortfolioTradingEnv(EnvConfig(), frame=FRAME)
+    agents = [fleet(seed) for seed in (1, 2, 3)]
+    measured = [validate_fleet(a, env, step=0) for a in agents]
+    # Limits that the best fleet passes by less than 0.05 on trade frequency: the selection
+    # must take the best fleet that has the margin, if any has.
+    best = max(range(3), key=lambda i: measured[i].total_return)
+    floor = measured[best].trade_frequency - 0.01
+    limits = GateLimits(max_dominance=1.0, min_diversity=-1.0, trade_frequency=(floor, 1.0))
+    selector = CheckpointSelector(env, every=1, limits=limits, margin=0.05)
+    ran = [selector(Progress(step, {}, None, None, None, a)) for step, a in
+           zip((1, 2, 3), agents, strict=True)]  # fmt: skip
+    best_run = ran[best]
+    assert best_run is not None and best_run.passed and not selector.selectable(best_run)
+    eligible = [i for i in range(3) if measured[i].trade_frequency >= floor + 0.05]
+    if eligible:
+        chosen = max(eligible, key=lambda i: measured[i].total_return)
+        assert selector.best is ran[chosen]
+    else:
+        assert selector.best is None
+
+
+def test_a_margin_that_leaves_no_trade_frequency_is_refused() -> None:
+    tight = GateLimits().tightened(0.05)
+    assert tight.max_dominance == pytest.approx(0.55)
+    assert tight.min_diversity == pytest.approx(0.45)
+    assert tight.trade_frequency == pytest.approx((0.10, 0.55))
+    with pytest.raises(ValueError, match="empties the trade frequency range"):
+        GateLimits().tightened(0.3)
+    with pytest.raises(ValueError, match="share in"):
+        GateLimits().tightened(-0.01)
+    env = PortfolioTradingEnv(EnvConfig(), frame=FRAME)
+    with pytest.raises(ValueError, match="empties"):
+        CheckpointSelector(env, every=1, margin=0.3)
+    assert cli.main(["--env_type", "portfolio", "--select-margin", "0.3", "--out", "x.pt"]) == 2
