@@ -44,6 +44,8 @@ def test_fleet_template_trains_the_portfolio_fleet_on_scaled_symbol_rewards() ->
     assert config.env_type == "portfolio"
     assert config.reward_scale == pytest.approx(1000.0)
     assert config.init_alpha == pytest.approx(0.02)
+    assert config.target_entropy == pytest.approx(0.0)  # the run docs/evaluation.md evaluates
+    assert config.seed == 1
     assert config.total_timesteps > config.learning_starts
 
 
