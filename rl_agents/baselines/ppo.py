@@ -90,6 +90,9 @@ class PPOBaselineConfig:
     """PPO's probability-ratio clip (SB3's default)."""
     ent_coef: float = 0.0
     """Entropy bonus in the loss (SB3's default: none)."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and of the critic, each its own MLP (SB3's default 64,64;
+    the plan's discrete actor was 256,128). On the command line: comma-separated."""
     seed: int = 0
     """Seed of the weights, the action sampling and the envs' symbol order."""
     dataset: str = BYTETHEORY
@@ -101,6 +104,9 @@ class PPOBaselineConfig:
     threads ran 40x slower on a busy 2-core machine)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "net_arch", tuple(self.net_arch))  # a list from JSON
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ValueError(f"net_arch needs widths >= 1, got {self.net_arch}")
         positive = (
             "total_timesteps",
             "n_symbols",
@@ -301,6 +307,7 @@ def train_ppo(config: PPOBaselineConfig, progress: bool = False) -> tuple[PPO, P
         gae_lambda=config.gae_lambda,
         clip_range=config.clip_range,
         ent_coef=config.ent_coef,
+        policy_kwargs={"net_arch": list(config.net_arch)},
         seed=config.seed,
         device="cpu",
     )
@@ -529,6 +536,16 @@ def evaluate_actions(policy: PPOPolicy, frame: BarFrame, *, window: int) -> Acti
 # ---------------------------------------------------------------- command line
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``256,128`` -> ``(256, 128)``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated widths such as 256,128, got {text!r}"
+        ) from None
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: ``--out`` and one option per ``PPOBaselineConfig`` field."""
     from rl_agents.sac.config import field_docs
@@ -539,12 +556,13 @@ def parser() -> argparse.ArgumentParser:
     docs = field_docs(PPOBaselineConfig)
     for f in dataclasses.fields(PPOBaselineConfig):
         default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         p.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
-            type=type(default),
+            type=_widths if isinstance(default, tuple) else type(default),
             default=default,
-            help=f"{docs.get(f.name, '')} (default: {default})",
+            help=f"{docs.get(f.name, '')} (default: {shown})",
         )
     return p
 

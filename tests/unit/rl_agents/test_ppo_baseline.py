@@ -146,11 +146,18 @@ def test_the_cli_saves_a_baseline_with_its_validation_action_distribution(tmp_pa
             "--n-envs", "1",
             "--n-steps", "64",
             "--n-epochs", "1",
+            "--net-arch", "32,16",
         ]
     )  # fmt: skip
 
     assert code == 0 and out.is_file()
     record = json.loads(sidecar_path(out).read_text())
+    assert record["config"]["net_arch"] == [32, 16]
+    model = PPO.load(out, device="cpu")
+    widths = [
+        m.out_features for m in model.policy.mlp_extractor.policy_net if hasattr(m, "out_features")
+    ]
+    assert widths == [32, 16]
     validation = record["validation"]
     start, stop = record["split"]["validation"]
     assert sum(validation["counts"].values()) == 2 * (stop - start - 1)  # 2 symbols, 1 episode
