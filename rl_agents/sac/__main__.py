@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
                     **chosen.to_dict(),
                 )
                 metrics["selected_step"] = float(chosen.step)
+                metrics["selection_margin"] = selector.margin
                 metrics["validation_return"] = chosen.total_return
                 metrics["validation_diversity"] = chosen.diversity
                 metrics["validation_dominant_bin"] = chosen.dominant_bin

@@ -112,6 +112,7 @@ def test_fleet_training_records_each_validation_and_the_selection(tmp_path: Path
         assert selection[0]["selected_step"] == best["step"]
         assert selection[0]["margin"] == 0.05
         assert metrics["selected_step"] == best["step"]
+        assert metrics["selection_margin"] == 0.05
         assert metrics["validation_return"] == pytest.approx(best["total_return"])
     else:
         assert selection[0]["selected"] is None and "selected_step" not in metrics
