@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
 
 from core.events import Event
 from services.metrics import ServiceMetrics
@@ -19,6 +27,56 @@ from streams.topics import ALL_TOPICS, Topic
 
 class BrokerError(RuntimeError):
     """The Kafka broker cannot be reached or refused a request."""
+
+
+class Fenced(RuntimeError):
+    """Another instance took over this service's transactional id (it serves the run now)."""
+
+
+T = TypeVar("T")
+log = logging.getLogger("tradingbot.kafka")
+
+
+def broker_retry_s() -> float:
+    """How long a service keeps trying to reach a lost broker (``TRADINGBOT_BROKER_RETRY_S``)."""
+    return float(os.environ.get("TRADINGBOT_BROKER_RETRY_S", "60"))
+
+
+async def resilient(attempt: Callable[[], Awaitable[T]], service: str) -> T:
+    """Run ``attempt`` again from the start while the broker is lost, up to ``broker_retry_s``.
+
+    Each attempt rebuilds the service's state from the log, so starting again
+    is exactly a restart after a crash. A fenced producer is not retried: the
+    instance that fenced it serves the run.
+    """
+    window = broker_retry_s()
+    delay = 0.5
+    lost_since: float | None = None
+    while True:
+        began = time.monotonic()
+        try:
+            return await attempt()
+        except ProducerFenced as e:
+            raise Fenced(
+                f"{service}: another instance took over this run (its transactional id "
+                "fenced this one); stop one of them"
+            ) from e
+        except (BrokerError, KafkaError) as e:
+            now = time.monotonic()
+            if lost_since is None or now - began > window:
+                lost_since = now
+            if now - lost_since > window:
+                raise BrokerError(
+                    f"{service}: lost the broker for {window:.0f}s ({e}); is Kafka running? "
+                    "(TRADINGBOT_BROKER_RETRY_S sets how long to wait)"
+                ) from e
+            log.warning("%s: broker error (%s); starting again in %.1fs", service, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
+"""Bytes of a bad record's payload kept in its dead letter (the broker caps records at 1 MB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +99,39 @@ def producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-def consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
-    """A low-latency consumer without a group: partitions are assigned explicitly."""
+def transactional_producer(
+    bootstrap: str, client_id: str, transactional_id: str
+) -> AIOKafkaProducer:
+    """A transactional producer: what it sends in one transaction is visible all or none.
+
+    Starting it fences any earlier instance with the same ``transactional_id``
+    and aborts that instance's open transaction.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        linger_ms=0,
+        request_timeout_ms=30_000,
+    )
+
+
+def consumer(bootstrap: str, client_id: str, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A low-latency ``read_committed`` consumer: partitions are assigned explicitly.
+
+    ``group_id`` only names where offsets are committed (no group membership).
+    """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
-        group_id=None,
+        group_id=group_id,
         enable_auto_commit=False,
         fetch_max_wait_ms=5,
         max_poll_records=5000,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
     )
 
 
@@ -89,8 +170,8 @@ async def create_topics(bootstrap: str, topics: Sequence[Topic] = ALL_TOPICS) ->
 
 async def assign(
     client: AIOKafkaConsumer, topics: Iterable[str], *, from_beginning: bool = False
-) -> None:
-    """Assign every partition of ``topics`` and seek to their end (or beginning)."""
+) -> list[TopicPartition]:
+    """Assign every partition of ``topics``, seek to their end (or beginning); return them."""
     partitions: list[TopicPartition] = []
     for name in topics:
         for _ in range(100):
@@ -109,10 +190,27 @@ async def assign(
         await client.seek_to_end(*partitions)
     for tp in partitions:
         await client.position(tp)
+    return partitions
+
+
+async def committed(
+    client: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets committed for the consumer's group (partitions without one are left out)."""
+    found: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        offset = await client.committed(tp)
+        if offset is not None and offset >= 0:
+            found[tp] = offset
+    return found
 
 
 class DeadLetters:
-    """Sends records that cannot be used to ``<topic>.dlq`` with the reason."""
+    """Sends records that cannot be used to ``<topic>.dlq`` with the reason and source offset.
+
+    ``send`` only queues the letter; ``flush`` waits until the broker has them
+    (inside a transaction, the commit does).
+    """
 
     def __init__(
         self, client: AIOKafkaProducer, service: str, metrics: ServiceMetrics | None = None
@@ -120,32 +218,53 @@ class DeadLetters:
         self._producer = client
         self._service = service
         self._metrics = metrics
+        self._pending: list[asyncio.Future[object]] = []
         self.count = 0
 
     async def send(self, record: ConsumerRecord, reason: str) -> None:
-        """Dead-letter one record."""
+        """Queue the dead letter of one record."""
+        payload = record.value or b""
+        if len(payload) > MAX_DEAD_LETTER_PAYLOAD:
+            reason = f"{reason} (payload cut to {MAX_DEAD_LETTER_PAYLOAD} of {len(payload)} bytes)"
+            payload = payload[:MAX_DEAD_LETTER_PAYLOAD]
+        key = record.key[:MAX_DEAD_LETTER_PAYLOAD] if record.key else None
         letter = DeadLettered(
-            event_id=f"dlq/{record.topic}/{record.partition}/{record.offset}",
+            event_id=f"dlq/{self._service}/{record.topic}/{record.partition}/{record.offset}",
             source_topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            key=record.key.decode("utf-8", "replace") if record.key else None,
+            key=key.decode("utf-8", "replace") if key else None,
             reason=reason,
             service=self._service,
-            payload=record.value or b"",
+            payload=payload,
         )
-        await self._producer.send_and_wait(
-            f"{record.topic}.dlq", CODEC.encode(letter), key=record.key
+        self._pending.append(
+            await self._producer.send(f"{record.topic}.dlq", CODEC.encode(letter), key=key)
         )
         self.count += 1
         if self._metrics is not None:
             self._metrics.dead_letters.labels(self._service, record.topic).inc()
 
+    async def flush(self) -> None:
+        """Wait until the broker has every queued letter."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
 
 async def poll(
-    client: AIOKafkaConsumer, dead_letters: DeadLetters, timeout_ms: int = 100
+    client: AIOKafkaConsumer,
+    dead_letters: DeadLetters,
+    timeout_ms: int = 100,
+    *,
+    pass_over: frozenset[str] = frozenset(),
 ) -> list[Decoded]:
-    """Fetch what is there; records that cannot be decoded go to the dead-letter topic."""
+    """Fetch what is there; records that cannot be decoded go to the dead-letter topic.
+
+    Undecodable records of the topics in ``pass_over`` (read only for the
+    service's own history; their consumer of record dead-letters them) are
+    passed over.
+    """
     out: list[Decoded] = []
     batches = await client.getmany(timeout_ms=timeout_ms)
     for records in batches.values():
@@ -153,9 +272,11 @@ async def poll(
             try:
                 event = CODEC.decode(record.value)
             except CodecError as e:
-                await dead_letters.send(record, str(e))
+                if record.topic not in pass_over:
+                    await dead_letters.send(record, str(e))
                 continue
             out.append(Decoded(record, event))
+    await dead_letters.flush()
     return out
 
 
@@ -248,7 +369,9 @@ __all__ = [
     "DeadLetters",
     "Decoded",
     "KafkaError",
+    "Fenced",
     "assign",
+    "committed",
     "consumer",
     "create_topics",
     "poll",
@@ -258,4 +381,5 @@ __all__ = [
     "read_run",
     "read_topic",
     "start",
+    "transactional_producer",
 ]

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.errors import PortInUse
 from streams.metrics import metrics_host
 
 
@@ -57,12 +58,32 @@ class ServiceMetrics:
             ("service", "topic"),
             registry=self.registry,
         )
+        self.redelivered = Counter(
+            "tradingbot_kafka_redelivered_records",
+            "Identical copies of records already taken, ignored",
+            ("service", "topic"),
+            registry=self.registry,
+        )
         self.registry.register(_MemoryCollector(service))
+        self._served = False
 
-    def serve(self, port: int) -> None:
-        """Serve /metrics on port (0: do not serve), on ``metrics_host()``."""
-        if port:
+    def serve(self, port: int, setting: str = "") -> None:
+        """Serve /metrics on port (0: do not serve), on ``metrics_host()``; once per instance.
+
+        A port in use is a ``PortInUse`` refusal naming ``setting``, the
+        environment variable that moves it.
+        """
+        if not port or self._served:
+            return
+        try:
             start_http_server(port, addr=metrics_host(), registry=self.registry)
+        except OSError as e:
+            where = f"set {setting} to a free port" if setting else "choose another port"
+            raise PortInUse(
+                f"{self.service}: port {port} for /metrics is in use ({e.strerror}); "
+                f"stop what holds it or {where}"
+            ) from e
+        self._served = True
 
     async def track_lag(self, consumer: AIOKafkaConsumer, interval_s: float = 1.0) -> None:
         """Update the lag gauge of every assigned topic until cancelled."""

@@ -10,9 +10,16 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from services.errors import Refusal
+from services.kafka import BrokerError, Fenced
+
 
 def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-    """Run ``main`` until it returns or SIGTERM/SIGINT arrives; exit non-zero on error."""
+    """Run ``main`` until it returns or SIGTERM/SIGINT arrives; exit non-zero on error.
+
+    A refusal (port in use, run closed, broker lost, fenced) is one line on
+    stderr and its exit code, never a traceback.
+    """
     level = os.environ.get("TRADINGBOT_LOG_LEVEL", "INFO").upper()
     level = {"WARN": "WARNING"}.get(level, level)  # the collapse detector's (faust's) spelling
     if level not in logging.getLevelNamesMapping():
@@ -34,6 +41,12 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
 
     try:
         asyncio.run(guarded())
+    except Refusal as e:
+        print(f"{name}: {e}" if not str(e).startswith(name) else str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (BrokerError, Fenced) as e:
+        print(str(e) if str(e).startswith(name) else f"{name}: {e}", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the process boundary: report and exit non-zero
         logging.getLogger(name).exception("failed: %s", e)
         sys.exit(1)

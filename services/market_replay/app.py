@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 from typing import Literal
 
+from aiokafka import TopicPartition
 from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
@@ -30,6 +31,7 @@ from core.events import (
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, load_bars, universe
 from services import kafka
 from services.config import KafkaConfig
+from services.errors import Refusal, RunClosed
 from services.market_replay.metrics import ReplayMetrics
 from services.metrics import ServiceMetrics
 from streams.topics import MARKET_BARS, SIM_CLOCK
@@ -65,8 +67,10 @@ class ReplayConfig(BaseSettings):
     """Port of /metrics on 127.0.0.1 (0: none)."""
 
 
-class ReplayTimeout(RuntimeError):
+class ReplayTimeout(Refusal):
     """A step or the start of the run did not complete in time."""
+
+    exit_code = 4
 
 
 def load_span(config: ReplayConfig) -> BarFrame:
@@ -106,12 +110,48 @@ def step_bars(frame: BarFrame, run_id: str, step: int) -> list[BarClosed]:
     ]
 
 
-def _completes(step: int, event: Event) -> bool:
-    return isinstance(event, StepCompleted) and event.step == step
+@dataclass
+class _Clock:
+    """What the replay knows of its run from sim.clock (a fold of the run's clock events)."""
+
+    run_id: str
+    waiting: set[str]
+    started: bool = False
+    completed: int = -1
+    finished: bool = False
+    published: int | None = None
+    """The last step whose bars this instance published (None: none yet, or history)."""
+
+    def problem(self, event: Event) -> str | None:
+        """Take one clock event of the run; return why it is refused, or None."""
+        if isinstance(event, ServiceReady):
+            self.waiting.discard(event.service)
+        elif isinstance(event, ReplayStarted):
+            if event.event_id != event_id(self.run_id, -1, "replay-started"):
+                return f"event id {event.event_id[:200]!r} is not the run's ReplayStarted id"
+            self.started = True
+        elif isinstance(event, StepCompleted):
+            return self._completed(event)
+        elif isinstance(event, ReplayFinished):
+            if event.event_id == event_id(self.run_id, event.steps, "replay-finished"):
+                self.finished = True
+        return None
+
+    def _completed(self, event: StepCompleted) -> str | None:
+        if event.event_id != event_id(self.run_id, event.step, "completed"):
+            return f"event id {event.event_id[:200]!r} is not the id of step {event.step}'s end"
+        if event.step <= self.completed:
+            return None  # a redelivery
+        if event.step != self.completed + 1:
+            return f"step {event.step} completed ahead of step {self.completed + 1}"
+        if self.published is not None and event.step > self.published:
+            return f"step {event.step} completed before its bars were published"
+        self.completed = event.step
+        return None
 
 
 class MarketReplay:
-    """Replays one span of bars for one run."""
+    """Replays one span of bars for one run; resumes where the run's clock stands."""
 
     def __init__(self, config: KafkaConfig, replay: ReplayConfig, frame: BarFrame) -> None:
         self.config = config
@@ -121,63 +161,51 @@ class MarketReplay:
         self.metrics = ReplayMetrics(self.service_metrics.registry)
 
     async def serve(self) -> float:
-        """Replay every step; return the seconds the steps took."""
+        """Replay every step not yet completed; return the seconds the steps took."""
+        self.service_metrics.serve(self.replay.metrics_port, "TRADINGBOT_REPLAY_METRICS_PORT")
+        return await kafka.resilient(self._serve_once, SERVICE)
+
+    async def _serve_once(self) -> float:
         cfg, frame = self.config, self.frame
         producer = kafka.producer(cfg.bootstrap, SERVICE)
-        clock = kafka.consumer(cfg.bootstrap, SERVICE)
+        consumer = kafka.consumer(cfg.bootstrap, SERVICE)
         await kafka.start(producer, cfg.bootstrap)
         try:
-            await kafka.start(clock, cfg.bootstrap)
+            await kafka.start(consumer, cfg.bootstrap)
             try:
-                await kafka.assign(clock, [SIM_CLOCK.name], from_beginning=True)
-                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
-                self.service_metrics.serve(self.replay.metrics_port)
-                waiting = set(self.replay.wait_for)
-
-                def all_ready(event: Event) -> bool:
-                    if isinstance(event, ServiceReady):
-                        waiting.discard(event.service)
-                    return not waiting
-
-                await self._until(
-                    clock,
-                    dead_letters,
-                    self.replay.ready_timeout_s,
-                    all_ready,
-                    f"services {sorted(waiting)} did not report ready",
-                )
-                started = ReplayStarted(
-                    event_id=event_id(cfg.run_id, -1, "replay-started"),
-                    cause_id=cfg.run_id,
-                    run_id=cfg.run_id,
-                    event_time=int(frame.timestamps[0]),
-                    symbols=frame.symbols,
-                    steps_total=frame.n_steps,
-                    dataset=self.replay.dataset,
-                    mode=self.replay.mode,
-                )
-                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [started])
-                began = time.perf_counter()
-                steps = range(frame.n_steps)
-                for step in tqdm(
-                    steps, desc="replay", unit="step", disable=not self.replay.progress
-                ):
-                    step_began = time.perf_counter()
-                    bars = step_bars(frame, cfg.run_id, step)
-                    await kafka.publish_keyed(
-                        producer, MARKET_BARS.name, [(b.symbol, b) for b in bars]
+                partitions = await kafka.assign(consumer, [SIM_CLOCK.name], from_beginning=True)
+                end = await consumer.end_offsets(partitions)
+                clock = _Clock(cfg.run_id, set(self.replay.wait_for))
+                dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+                await self._drain(consumer, dead, clock, end)
+                if clock.finished:
+                    raise RunClosed(
+                        f"the replay of run {cfg.run_id} already finished; "
+                        "start a new run id (TRADINGBOT_RUN_ID)"
                     )
+                if not clock.started:
                     await self._until(
+                        consumer,
+                        dead,
                         clock,
-                        dead_letters,
-                        self.replay.step_timeout_s,
-                        partial(_completes, step),
-                        f"step {step} was not completed by the portfolio manager",
+                        self.replay.ready_timeout_s,
+                        lambda: not clock.waiting,
+                        lambda: f"services {sorted(clock.waiting)} did not report ready",
                     )
-                    self.metrics.step_seconds.observe(time.perf_counter() - step_began)
-                    self.metrics.steps.inc()
-                    self.metrics.bars.inc(len(bars))
-                    self.metrics.progress.set((step + 1) / frame.n_steps)
+                    await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [self._started()])
+                elif clock.completed >= 0:
+                    log.info("resuming run %s after step %d", cfg.run_id, clock.completed)
+                began = time.perf_counter()
+                first = clock.completed + 1
+                for step in tqdm(
+                    range(first, frame.n_steps),
+                    desc="replay",
+                    unit="step",
+                    disable=not self.replay.progress,
+                    initial=first,
+                    total=frame.n_steps,
+                ):
+                    await self._step(step, producer, consumer, dead, clock)
                 elapsed = time.perf_counter() - began
                 finished = ReplayFinished(
                     event_id=event_id(cfg.run_id, frame.n_steps, "replay-finished"),
@@ -187,35 +215,98 @@ class MarketReplay:
                     steps=frame.n_steps,
                 )
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [finished])
+                steps = frame.n_steps - first
                 log.info(
-                    "replayed %d steps, %d bars in %.2fs (%.1f steps/s)",
-                    frame.n_steps,
-                    int(frame.present.sum()),
+                    "replayed %d steps in %.2fs (%.1f steps/s)",
+                    steps,
                     elapsed,
-                    frame.n_steps / elapsed,
+                    steps / elapsed if elapsed > 0 else float("inf"),
                 )
                 return elapsed
             finally:
-                await clock.stop()
+                await consumer.stop()
         finally:
             await producer.stop()
 
+    def _started(self) -> ReplayStarted:
+        cfg, frame = self.config, self.frame
+        return ReplayStarted(
+            event_id=event_id(cfg.run_id, -1, "replay-started"),
+            cause_id=cfg.run_id,
+            run_id=cfg.run_id,
+            event_time=int(frame.timestamps[0]),
+            symbols=frame.symbols,
+            steps_total=frame.n_steps,
+            dataset=self.replay.dataset,
+            mode=self.replay.mode,
+        )
+
+    async def _step(
+        self,
+        step: int,
+        producer: kafka.AIOKafkaProducer,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
+    ) -> None:
+        began = time.perf_counter()
+        bars = step_bars(self.frame, self.config.run_id, step)
+        await kafka.publish_keyed(producer, MARKET_BARS.name, [(b.symbol, b) for b in bars])
+        clock.published = step
+        await self._until(
+            consumer,
+            dead,
+            clock,
+            self.replay.step_timeout_s,
+            lambda: clock.completed >= step,
+            lambda: f"step {step} was not completed by the portfolio manager",
+        )
+        self.metrics.step_seconds.observe(time.perf_counter() - began)
+        self.metrics.steps.inc()
+        self.metrics.bars.inc(len(bars))
+        self.metrics.progress.set((step + 1) / self.frame.n_steps)
+
+    async def _drain(
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
+        end: dict[TopicPartition, int],
+    ) -> None:
+        """Fold the clock's history up to ``end`` (where a restarted replay resumes)."""
+        deadline = time.monotonic() + self.replay.ready_timeout_s
+        while any([await consumer.position(tp) < offset for tp, offset in end.items()]):
+            await self._poll(consumer, dead, clock)
+            if time.monotonic() > deadline:
+                raise ReplayTimeout(f"could not read {SIM_CLOCK.name} to its end")
+
+    async def _poll(
+        self, consumer: kafka.AIOKafkaConsumer, dead: kafka.DeadLetters, clock: _Clock
+    ) -> None:
+        for item in await kafka.poll(consumer, dead, timeout_ms=50):
+            event = item.event
+            if isinstance(event, Event) and event.run_id == self.config.run_id:
+                problem = clock.problem(event)
+                if problem is not None:
+                    await dead.send(item.record, problem)
+        await dead.flush()
+
     async def _until(
         self,
-        clock: kafka.AIOKafkaConsumer,
-        dead_letters: kafka.DeadLetters,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
         timeout_s: float,
-        done: Callable[[Event], bool],
-        problem: str,
+        done: Callable[[], bool],
+        problem: Callable[[], str],
     ) -> None:
         deadline = time.monotonic() + timeout_s
-        while True:
-            for item in await kafka.poll(clock, dead_letters, timeout_ms=50):
-                event = item.event
-                if isinstance(event, Event) and event.run_id == self.config.run_id and done(event):
-                    return
+        while not done():
+            await self._poll(consumer, dead, clock)
             if time.monotonic() > deadline:
-                raise ReplayTimeout(f"{problem} within {timeout_s:.0f}s (run {self.config.run_id})")
+                raise ReplayTimeout(
+                    f"{problem()} within {timeout_s:.0f}s (run {self.config.run_id})"
+                )
 
 
 async def main() -> float:

@@ -1,48 +1,48 @@
-"""Portfolio manager loop: bars and actions in, ledger events out (docs/architecture.md).
+"""Portfolio manager loop: decode, validate and decide with ``core.step``, publish, commit.
 
-The loop only decodes, calls ``core.portfolio``, folds the events with
-``core.ledger.evolve``, encodes and publishes. On start it rebuilds its state
-from its own ``portfolio.events``.
+The loop is a thin shell around the step aggregate (``core.step``): each
+batch of records is decoded, handed to ``decide`` one by one and folded with
+``evolve``; the events it produces, the dead letters of what it refused and
+the consumed offsets go out in one Kafka transaction, so a step's events are
+visible all or none and are never written twice. On start the manager
+rebuilds its state from its own ledger and resumes its inputs at the offsets
+its last transaction committed (docs/architecture.md, "Crashes and restarts").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
+from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core import step as aggregate
 from core.events import (
     ActionDecided,
     BarClosed,
     Event,
+    PortfolioOpened,
     ReplayStarted,
     ServiceReady,
     StepCompleted,
-    event_id,
 )
-from core.ledger import PortfolioState, fold
-from core.portfolio import (
-    action_problem,
-    close_run,
-    fill_pending,
-    mark,
-    open_portfolio,
-    record_decisions,
-)
+from core.ledger import PortfolioState
 from core.rules import TradingRules
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
+from services.errors import RunClosed
 from services.metrics import ServiceMetrics
 from services.portfolio_manager.metrics import PortfolioMetrics
+from streams.codec import CODEC, CodecError
 from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "portfolio-manager"
 log = logging.getLogger(SERVICE)
+ORDER = {SIM_CLOCK.name: 0, MARKET_BARS.name: 1, AGENT_ACTIONS.name: 2}
+"""Within a batch: the run's start before its bars, bars before actions."""
 
 
 class PortfolioConfig(BaseSettings):
@@ -56,19 +56,21 @@ class PortfolioConfig(BaseSettings):
     """Port of /metrics on 127.0.0.1 (0: none)."""
 
 
-@dataclass
-class _Run:
-    """What the loop keeps between records (the ledger itself lives in ``state``)."""
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where an input that the state still holds was read (its offset is not committed)."""
 
-    state: PortfolioState
-    bars: dict[int, dict[str, BarClosed]] = field(default_factory=lambda: defaultdict(dict))
-    actions: dict[int, dict[str, ActionDecided]] = field(default_factory=lambda: defaultdict(dict))
-    last_close: np.ndarray | None = None
-    steps_total: int = 0
+    tp: TopicPartition
+    offset: int
+
+
+def transactional_id(config: KafkaConfig) -> str:
+    """The manager's transactional id: one live manager per portfolio and run."""
+    return f"tradingbot-pm-{config.portfolio_id}-{config.run_id}"
 
 
 class PortfolioManager:
-    """Applies the step protocol to one run's portfolio."""
+    """Serves one run's portfolio: the step aggregate behind a transactional Kafka loop."""
 
     def __init__(
         self, config: KafkaConfig, rules: TradingRules, portfolio: PortfolioConfig | None = None
@@ -76,28 +78,38 @@ class PortfolioManager:
         self.config = config
         self.rules = rules
         self.portfolio = portfolio or PortfolioConfig()
-        self.run = _Run(PortfolioState())
+        self.state = self._empty()
         self.service_metrics = ServiceMetrics(SERVICE)
         self.metrics = PortfolioMetrics(self.service_metrics.registry, rules.periods_per_year)
 
+    def _empty(self) -> aggregate.StepState:
+        return aggregate.StepState(
+            run_id=self.config.run_id, portfolio_id=self.config.portfolio_id, rules=self.rules
+        )
+
     async def serve(self) -> PortfolioState:
         """Run until the portfolio of this run is closed; return its final state."""
+        self.service_metrics.serve(self.portfolio.metrics_port)
+        return await kafka.resilient(self._serve_once, SERVICE)
+
+    async def _serve_once(self) -> PortfolioState:
         cfg = self.config
-        producer = kafka.producer(cfg.bootstrap, SERVICE)
-        consumer = kafka.consumer(cfg.bootstrap, SERVICE)
+        group = transactional_id(cfg)
+        producer = kafka.transactional_producer(cfg.bootstrap, SERVICE, group)
+        consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
         await kafka.start(producer, cfg.bootstrap)
         try:
             await kafka.start(consumer, cfg.bootstrap)
             try:
-                history = await kafka.read_run(cfg.bootstrap, PORTFOLIO_EVENTS.name, cfg.run_id)
-                self.run.state = fold(history)
-                if self.run.state.closed:
-                    log.info("run %s is already closed", cfg.run_id)
-                    return self.run.state
-                await kafka.assign(consumer, [SIM_CLOCK.name, MARKET_BARS.name, AGENT_ACTIONS.name])
-                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
-                self.service_metrics.serve(self.portfolio.metrics_port)
-                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
+                await self._restore()
+                partitions = await kafka.assign(
+                    consumer, [SIM_CLOCK.name, MARKET_BARS.name, AGENT_ACTIONS.name]
+                )
+                resume = await kafka.committed(consumer, partitions)
+                for tp, offset in resume.items():
+                    consumer.seek(tp, offset)
+                position = {tp: await consumer.position(tp) for tp in partitions}
+                loop = _Loop(self, producer, consumer, group, position)
                 ready = ServiceReady(
                     event_id=f"{cfg.run_id}/ready/{SERVICE}",
                     cause_id=cfg.run_id,
@@ -105,151 +117,161 @@ class PortfolioManager:
                     event_time=0,
                     service=SERVICE,
                 )
-                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
+                await loop.commit([ready], force=True)
+                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
                 try:
-                    while not self.run.state.closed:
-                        for item in await kafka.poll(consumer, dead_letters):
-                            await self._handle(item, producer, dead_letters)
+                    while not self.state.ledger.closed:
+                        await loop.step()
                 finally:
                     lag.cancel()
-                return self.run.state
+                return self.state.ledger
             finally:
                 await consumer.stop()
         finally:
             await producer.stop()
 
-    async def _handle(
-        self, item: kafka.Decoded, producer: kafka.AIOKafkaProducer, dead_letters: kafka.DeadLetters
+    async def _restore(self) -> None:
+        """Rebuild the state from the run's ledger and the start it was opened from."""
+        cfg = self.config
+        ledger = await kafka.read_run(cfg.bootstrap, PORTFOLIO_EVENTS.name, cfg.run_id)
+        own = [e for e in ledger if e.event_id.startswith(f"{cfg.run_id}/") and _is_ledger_event(e)]
+        opened = next((e for e in own if isinstance(e, PortfolioOpened)), None)
+        started: ReplayStarted | None = None
+        if opened is not None:
+            clock = await kafka.read_run(cfg.bootstrap, SIM_CLOCK.name, cfg.run_id)
+            started = next(
+                (
+                    e
+                    for e in clock
+                    if isinstance(e, ReplayStarted)
+                    and e.event_id == opened.cause_id
+                    and e.symbols == opened.symbols
+                ),
+                None,
+            )
+        self.state = aggregate.restore(self._empty(), started, own)
+        if self.state.ledger.closed:
+            raise RunClosed(
+                f"run {cfg.run_id} is already closed (its ledger ends at step "
+                f"{self.state.ledger.marked_step}); start a new run id (TRADINGBOT_RUN_ID)"
+            )
+        if own:
+            log.info(
+                "resumed run %s from %d ledger events at step %d",
+                cfg.run_id,
+                len(own),
+                self.state.ledger.marked_step,
+            )
+
+
+def _is_ledger_event(event: Event) -> bool:
+    return not isinstance(event, ReplayStarted | BarClosed | ActionDecided | StepCompleted)
+
+
+class _Loop:
+    """One serve attempt's consumer, producer and offsets."""
+
+    def __init__(
+        self,
+        manager: PortfolioManager,
+        producer: kafka.AIOKafkaProducer,
+        consumer: kafka.AIOKafkaConsumer,
+        group: str,
+        position: dict[TopicPartition, int],
     ) -> None:
-        event = item.event
-        if not isinstance(event, Event) or event.run_id != self.config.run_id:
-            return
-        if isinstance(event, ReplayStarted):
-            await self._open(event, producer)
-        elif isinstance(event, BarClosed):
-            self.run.bars[event.step][event.symbol] = event
-            self.run.steps_total = event.steps_total
-        elif isinstance(event, ActionDecided):
-            problem = action_problem(event, self.run.state)
-            if problem is not None:
-                await dead_letters.send(item.record, problem)
-                return
-            self.run.actions[event.step][event.symbol] = event
-        else:
-            return
-        await self._advance(producer)
+        self.manager = manager
+        self.producer = producer
+        self.consumer = consumer
+        self.group = group
+        self.position = position
+        """Next offset to read per partition (what a commit may cover)."""
+        self.held: dict[tuple[str, int, str], _Source] = {}
+        """Inputs the state holds, by (kind, step, symbol): their offsets stay uncommitted."""
+        self.dead = kafka.DeadLetters(producer, SERVICE, manager.service_metrics)
+        self.letters: list[tuple[ConsumerRecord, str]] = []
 
-    async def _open(self, started: ReplayStarted, producer: kafka.AIOKafkaProducer) -> None:
-        if self.run.state.opened:
-            return
-        opened = open_portfolio(
-            run_id=started.run_id,
-            portfolio_id=self.config.portfolio_id,
-            symbols=started.symbols,
-            rules=self.rules,
-            cause_id=started.event_id,
-            event_time=started.event_time,
+    async def step(self) -> None:
+        """Take one batch of records through the aggregate and commit what it caused."""
+        batches = await self.consumer.getmany(timeout_ms=100)
+        records = sorted(
+            (r for rs in batches.values() for r in rs),
+            key=lambda r: (ORDER[r.topic], r.partition, r.offset),
         )
-        await self._emit([opened], producer)
-        self.run.last_close = np.full(len(started.symbols), np.nan)
-
-    async def _advance(self, producer: kafka.AIOKafkaProducer) -> None:
-        """Do every part of the step protocol whose inputs are complete."""
-        run = self.run
-        if not run.state.opened or run.last_close is None:
-            return
-        while True:
-            step = run.state.marked_step + 1
-            if run.state.decided_step == run.state.marked_step:
-                bars = run.bars.get(step)
-                if not bars or len(bars) < next(iter(bars.values())).step_bars:
-                    return
-                await self._fill_and_mark(step, bars, producer)
+        waiting: set[TopicPartition] = set()
+        out: list[Event] = []
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in waiting:
                 continue
-            step = run.state.marked_step
-            actions = run.actions.get(step, {})
-            if len(actions) < run.state.marked_bars:
-                return
-            await self._decide(step, actions, producer)
-            if step == run.steps_total - 1:
-                return
+            if not self._take(record, tp, out):
+                # The run's start has not been read yet: read this again after it.
+                self.consumer.seek(tp, record.offset)
+                waiting.add(tp)
+        await self.commit(out)
 
-    async def _fill_and_mark(
-        self, step: int, bars: dict[str, BarClosed], producer: kafka.AIOKafkaProducer
-    ) -> None:
-        run = self.run
-        if run.last_close is None:
-            raise RuntimeError("bars before the portfolio was opened")
-        symbols = run.state.symbols
-        open_px = np.full(len(symbols), np.nan)
-        for i, symbol in enumerate(symbols):
-            bar = bars.get(symbol)
-            if bar is not None:
-                open_px[i] = bar.open
-        event_time = next(iter(bars.values())).event_time
-        events: list[Event] = fill_pending(
-            run.state,
-            step=step,
-            event_time=event_time,
-            open_px=open_px,
-            last_close=run.last_close,
-            rules=self.rules,
-        )
-        state = fold(events, run.state)
-        for i, symbol in enumerate(symbols):
-            bar = bars.get(symbol)
-            if bar is not None:
-                run.last_close[i] = bar.close
-        marked = mark(
-            state,
-            step=step,
-            event_time=event_time,
-            last_close=run.last_close,
-            bars=len(bars),
-            cause_id=event_id(run.state.run_id, step, "bars"),
-        )
-        events.append(marked)
-        await self._emit(events, producer)
-        del run.bars[step]
+    def _take(self, record: ConsumerRecord, tp: TopicPartition, out: list[Event]) -> bool:
+        """Decide on one record; False to read it again once the run has started."""
+        manager = self.manager
+        try:
+            item = CODEC.decode(record.value)
+        except CodecError as e:
+            self.letters.append((record, str(e)))
+            self.position[tp] = record.offset + 1
+            return True
+        inputs = ReplayStarted | BarClosed | ActionDecided
+        if not isinstance(item, inputs) or item.run_id != manager.config.run_id:
+            self.position[tp] = record.offset + 1
+            return True  # another run's, or sim.clock's other events
+        if manager.state.started is None and not isinstance(item, ReplayStarted):
+            return False
+        events = aggregate.decide(manager.state, item)
+        if not events:
+            manager.service_metrics.redelivered.labels(SERVICE, record.topic).inc()
+        for event in events:
+            if isinstance(event, aggregate.InputRejected):
+                self.letters.append((record, event.reason))
+            elif isinstance(event, BarClosed):
+                self.held[("bar", event.step, event.symbol)] = _Source(tp, record.offset)
+            elif isinstance(event, ActionDecided):
+                self.held[("action", event.step, event.symbol)] = _Source(tp, record.offset)
+            elif not isinstance(event, ReplayStarted):
+                out.append(event)
+        manager.state = aggregate.fold(events, manager.state)
+        self.position[tp] = record.offset + 1
+        return True
 
-    async def _decide(
-        self, step: int, actions: dict[str, ActionDecided], producer: kafka.AIOKafkaProducer
-    ) -> None:
-        run = self.run
-        event_time = next(iter(actions.values())).event_time
-        events: list[Event] = list(
-            record_decisions(
-                run.state,
-                step=step,
-                event_time=event_time,
-                actions=list(actions.values()),
-                rules=self.rules,
-            )
-        )
-        last = step == run.steps_total - 1
-        if last:
-            after = fold(events, run.state)
-            events.extend(
-                close_run(
-                    after, step=step, event_time=event_time, cause_id=f"{run.state.run_id}/end"
-                )
-            )
-        await self._emit(events, producer)
-        del run.actions[step]
-        done = StepCompleted(
-            event_id=event_id(run.state.run_id, step, "completed"),
-            cause_id=event_id(run.state.run_id, step, "marked"),
-            run_id=run.state.run_id,
-            event_time=event_time,
-            step=step,
-        )
-        await kafka.publish(producer, SIM_CLOCK.name, run.state.run_id, [done])
+    def _offsets(self) -> dict[TopicPartition, int]:
+        """Offsets to commit: past everything read, except inputs the state still holds."""
+        state = self.manager.state
+        decided = state.ledger.decided_step
+        self.held = {
+            key: source
+            for key, source in self.held.items()
+            if (key[0] == "bar" and key[1] > decided)
+            or (key[0] == "action" and key[2] in state.actions and key[1] == state.decision_step)
+        }
+        offsets = dict(self.position)
+        for source in self.held.values():
+            offsets[source.tp] = min(offsets[source.tp], source.offset)
+        return offsets
 
-    async def _emit(self, events: list[Event], producer: kafka.AIOKafkaProducer) -> None:
-        """Publish events to the ledger, then fold them into the state."""
-        await kafka.publish(producer, PORTFOLIO_EVENTS.name, self.config.portfolio_id, events)
-        self.run.state = fold(events, self.run.state)
-        self.metrics.observe(events, self.run.state)
+    async def commit(self, out: list[Event], *, force: bool = False) -> None:
+        """Publish ``out``, the dead letters and the offsets in one transaction."""
+        if not out and not self.letters and not force:
+            return
+        cfg = self.manager.config
+        async with self.producer.transaction():
+            for record, reason in self.letters:
+                await self.dead.send(record, reason)
+            ledger = [e for e in out if not isinstance(e, StepCompleted | ServiceReady)]
+            clock = [e for e in out if isinstance(e, StepCompleted | ServiceReady)]
+            await kafka.publish(self.producer, PORTFOLIO_EVENTS.name, cfg.portfolio_id, ledger)
+            await kafka.publish(self.producer, SIM_CLOCK.name, cfg.run_id, clock)
+            await self.producer.send_offsets_to_transaction(self._offsets(), self.group)
+        await self.dead.flush()
+        self.letters = []
+        if out:
+            self.manager.metrics.observe(out, self.manager.state.ledger)
 
 
 async def main() -> PortfolioState:

@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from aiokafka import TopicPartition
 from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,20 +30,25 @@ from core.events import (
     ModelPublished,
     PortfolioClosed,
     PortfolioOpened,
+    ReplayStarted,
     ServiceReady,
     event_id,
 )
 from core.features import HISTORY, observe_window
 from core.rules import TradingRules
+from core.step import bar_problem, bars_complete
 from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
+from services.errors import RunClosed
 from services.metrics import ServiceMetrics
 from services.models import FLEET
 from services.symbol_agent.metrics import AgentMetrics
 from streams.topics import AGENT_ACTIONS, AGENT_MODELS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "symbol-agent"
+OWN = frozenset({AGENT_ACTIONS.name})
+"""Topics read only for the agent's own history (the portfolio manager dead-letters them)."""
 log = logging.getLogger(SERVICE)
 FloatArray = npt.NDArray[np.float64]
 
@@ -114,30 +120,74 @@ class SymbolAgent:
         self.window = BarWindow(agent.window + HISTORY, 0)
         self.smoothing = SmoothingState.empty(0, rules.smoothing_window)
         self.bars: dict[int, dict[str, BarClosed]] = defaultdict(dict)
+        self.decided_bars: dict[str, BarClosed] = {}
         self.snapshots: dict[int, AccountMarked] = {}
         self.next_step = 0
         self.closed = False
+        self.opened_by = ""
+        self._reset()
         self.service_metrics = ServiceMetrics(SERVICE)
         self.metrics = AgentMetrics(self.service_metrics.registry)
 
     async def serve(self) -> None:
-        """Run until this run's portfolio is closed."""
+        """Run until this run's portfolio is closed; resume from the run's start after a crash."""
+        self.service_metrics.serve(self.agent.metrics_port, "TRADINGBOT_AGENT_METRICS_PORT")
+        await kafka.resilient(self._serve_once, SERVICE)
+
+    def _reset(self) -> None:
+        self.symbols = ()
+        self.index = {}
+        self.started: dict[str, ReplayStarted] = {}
+        self.spec: ReplayStarted | None = None
+        self.early: list[kafka.Decoded] = []
+        self.bars = defaultdict(dict)
+        self.snapshots = {}
+        self.next_step = 0
+        self.closed = False
+        self.published: dict[int, dict[str, ActionDecided]] = defaultdict(dict)
+
+    async def _serve_once(self) -> None:
         cfg = self.config
+        self._reset()
+        group = f"tradingbot-agent-{cfg.run_id}"
         producer = kafka.producer(cfg.bootstrap, SERVICE)
-        consumer = kafka.consumer(cfg.bootstrap, SERVICE)
+        consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
         await kafka.start(producer, cfg.bootstrap)
         try:
             await kafka.start(consumer, cfg.bootstrap)
             try:
                 # The model to serve: the latest on agent.models, then live updates.
                 for event in await kafka.read_topic(cfg.bootstrap, AGENT_MODELS.name):
-                    self._take(event)
-                await kafka.assign(
-                    consumer, [MARKET_BARS.name, PORTFOLIO_EVENTS.name, AGENT_MODELS.name]
+                    if isinstance(event, ModelPublished) and event.agent_id == self.agent.model_id:
+                        self._load(event)
+                partitions = await kafka.assign(
+                    consumer,
+                    [
+                        SIM_CLOCK.name,
+                        MARKET_BARS.name,
+                        PORTFOLIO_EVENTS.name,
+                        AGENT_ACTIONS.name,
+                        AGENT_MODELS.name,
+                    ],
                 )
-                dead_letters = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
-                self.service_metrics.serve(self.agent.metrics_port)
-                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
+                inputs = [tp for tp in partitions if tp.topic != AGENT_MODELS.name]
+                start = await kafka.committed(consumer, inputs)
+                if start:
+                    # A restart: read the run again from where it began.
+                    for tp, offset in start.items():
+                        consumer.seek(tp, offset)
+                else:
+                    # The first start: remember where the run begins.
+                    here = {tp: await consumer.position(tp) for tp in inputs}
+                    await consumer.commit(here)
+                end = await consumer.end_offsets(inputs)
+                dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+                await self._catch_up(consumer, dead, end)
+                if self.closed:
+                    raise RunClosed(
+                        f"run {cfg.run_id} is already closed; start a new run id "
+                        "(TRADINGBOT_RUN_ID)"
+                    )
                 ready = ServiceReady(
                     event_id=f"{cfg.run_id}/ready/{SERVICE}",
                     cause_id=cfg.run_id,
@@ -146,11 +196,13 @@ class SymbolAgent:
                     service=SERVICE,
                 )
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
+                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
                 try:
                     while not self.closed:
-                        for item in await kafka.poll(consumer, dead_letters):
-                            self._take(item.event)
+                        for item in await kafka.poll(consumer, dead, pass_over=OWN):
+                            await self._take_record(item, dead, live=True)
                         await self._decide_ready_steps(producer)
+                        await dead.flush()
                 finally:
                     lag.cancel()
             finally:
@@ -158,61 +210,153 @@ class SymbolAgent:
         finally:
             await producer.stop()
 
-    def _take(self, event: object) -> None:
+    async def _catch_up(
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        end: dict[TopicPartition, int],
+    ) -> None:
+        """Fold the run's history up to ``end``: own actions first, then bars and snapshots."""
+        items: list[kafka.Decoded] = []
+        while any([await consumer.position(tp) < offset for tp, offset in end.items()]):
+            items.extend(await kafka.poll(consumer, dead, pass_over=OWN))
+        for item in items:
+            event = item.event
+            if isinstance(event, ActionDecided) and event.run_id == self.config.run_id:
+                self.published[event.step].setdefault(event.symbol, event)
+        for item in items:
+            if not isinstance(item.event, ActionDecided):
+                await self._take_record(item, dead, live=False)
+        await dead.flush()
+        if self.published:
+            log.info("resumed run %s: %d steps published", self.config.run_id, len(self.published))
+
+    async def _take_record(
+        self, item: kafka.Decoded, dead: kafka.DeadLetters, *, live: bool
+    ) -> None:
+        event = item.event
         if isinstance(event, ModelPublished):
             if event.agent_id == self.agent.model_id:
-                self._load(event)
+                problem = self._load(event)
+                if problem is not None:
+                    await dead.send(item.record, problem)
             return
         if not isinstance(event, Event) or event.run_id != self.config.run_id:
             return
-        if isinstance(event, PortfolioOpened):
-            self.symbols = event.symbols
-            self.index = {s: i for i, s in enumerate(event.symbols)}
-            self.window = BarWindow(self.agent.window + HISTORY, len(event.symbols))
-            self.smoothing = SmoothingState.empty(len(event.symbols), self.rules.smoothing_window)
-            self.policy_of = [self._assign(j) for j in range(len(event.symbols))]
+        if isinstance(event, ReplayStarted):
+            if event.event_id == event_id(self.config.run_id, -1, "replay-started"):
+                self.started.setdefault(event.event_id, event)
+                await self._open_if_ready(dead, live)
+        elif isinstance(event, PortfolioOpened):
+            self._open(event)
+            await self._open_if_ready(dead, live)
         elif isinstance(event, BarClosed):
-            self.bars[event.step][event.symbol] = event
+            if self.spec is None:
+                self.early.append(item)
+                return
+            problem = self._bar_problem(event, self.spec, live)
+            if problem is not None:
+                await dead.send(item.record, problem)
         elif isinstance(event, AccountMarked):
             self.snapshots[event.step] = event
         elif isinstance(event, PortfolioClosed):
             self.closed = True
 
+    def _open(self, opened: PortfolioOpened) -> None:
+        if self.symbols:
+            return
+        self.symbols = opened.symbols
+        self.opened_by = opened.cause_id
+        self.index = {s: i for i, s in enumerate(opened.symbols)}
+        self.window = BarWindow(self.agent.window + HISTORY, len(opened.symbols))
+        self.smoothing = SmoothingState.empty(len(opened.symbols), self.rules.smoothing_window)
+        self.policy_of = [self._assign(j) for j in range(len(opened.symbols))]
+
+    async def _open_if_ready(self, dead: kafka.DeadLetters, live: bool) -> None:
+        """Once the portfolio is open, take the start it was opened from and the early bars."""
+        if self.spec is not None or not self.symbols:
+            return
+        started = self.started.get(self.opened_by)
+        if started is None or started.symbols != self.symbols:
+            return
+        self.spec = started
+        early, self.early = self.early, []
+        for item in early:
+            await self._take_record(item, dead, live=live)
+
+    def _bar_problem(self, bar: BarClosed, spec: ReplayStarted, live: bool) -> str | None:
+        """Take a bar into its step, or say why not (``core.step.bar_problem`` and the step)."""
+        problem = bar_problem(bar, spec)
+        if problem is not None:
+            return problem
+        existing = self.bars.get(bar.step, {}).get(bar.symbol)
+        if existing is None and bar.step == self.next_step - 1:
+            existing = self.decided_bars.get(bar.symbol)
+            if existing is None:
+                return f"late: step {bar.step} is decided"
+        if existing is not None:
+            if existing == bar:
+                self.service_metrics.redelivered.labels(SERVICE, MARKET_BARS.name).inc()
+                return None
+            return f"conflicts with the bar of {bar.symbol} at step {bar.step} already taken"
+        if bar.step < self.next_step:
+            return f"late: step {bar.step} is decided (the agent is at step {self.next_step})"
+        if live and bar.step > self.next_step:
+            return f"step {bar.step} is not open (the agent is at step {self.next_step})"
+        self.bars[bar.step][bar.symbol] = bar
+        return None
+
     async def _decide_ready_steps(self, producer: kafka.AIOKafkaProducer) -> None:
-        while self.symbols:
+        while self.symbols and self.spec is not None:
             step = self.next_step
-            bars = self.bars.get(step)
+            bars = self.bars.get(step, {})
             snapshot = self.snapshots.get(step)
-            if not bars or snapshot is None or len(bars) < next(iter(bars.values())).step_bars:
+            if snapshot is None or not bars_complete(bars):
                 return
-            actions = self.decide(step, bars, snapshot)
-            await kafka.publish_keyed(
-                producer, AGENT_ACTIONS.name, [(a.symbol, a) for a in actions]
-            )
-            del self.bars[step]
-            del self.snapshots[step]
+            published = self.published.pop(step, {})
+            actions = self.decide(step, bars, snapshot, published)
+            missing = [a for a in actions if published.get(a.symbol) != a]
+            if missing:
+                await kafka.publish_keyed(
+                    producer, AGENT_ACTIONS.name, [(a.symbol, a) for a in missing]
+                )
+            self.decided_bars = self.bars.pop(step)
+            self.snapshots.pop(step)
             self.next_step += 1
 
-    def _load(self, model: ModelPublished) -> None:
-        """Serve ``model`` from the next step on (an empty checkpoint: the baseline)."""
+    def _load(self, model: ModelPublished) -> str | None:
+        """Serve ``model`` from the next step on (an empty checkpoint: the baseline).
+
+        Return why it cannot be served (the current policy stays), or None.
+        """
         name = f"sac:{model.checkpoint}" if model.checkpoint else self.agent.policy
         try:
             self.policy = make_policy(name, window=self.agent.window)
         except Exception as e:  # noqa: BLE001 - a bad model must not stop the agent
             log.error("cannot serve %s (%s): keeping %s", model.version, e, self.policy.version)
-            return
+            return f"cannot serve model {model.version[:200]!r}: {str(e)[:500]}"
         log.info("serving %s %s (%s)", self.policy.name, self.policy.version, model.reason)
         if self.symbols:
             self.policy_of = [self._assign(j) for j in range(len(self.symbols))]
+        return None
 
     def _assign(self, j: int) -> Policy:
         mixed = self.agent.fleet == "mixed" and j % self.agent.collapsed_every == 0
         return self.collapsed if mixed else self.policy
 
     def decide(
-        self, step: int, bars: dict[str, BarClosed], snapshot: AccountMarked
+        self,
+        step: int,
+        bars: dict[str, BarClosed],
+        snapshot: AccountMarked,
+        published: dict[str, ActionDecided] | None = None,
     ) -> list[ActionDecided]:
-        """One batched policy call for every symbol with a bar at ``step``."""
+        """One batched policy call for every symbol with a bar at ``step``.
+
+        ``published`` holds the actions of this step already on the log (after
+        a restart): their raw actions are the ones smoothed, so the agent goes
+        on exactly as before the crash.
+        """
         self.window.push(self.index, bars)
         n = len(self.symbols)
         quantity = np.zeros(n)
@@ -242,6 +386,8 @@ class SymbolAgent:
             raw[rows] = policy.act(obs[rows])
         self.metrics.latency.observe(time.perf_counter() - began)
         self.metrics.batch_size.observe(len(obs))
+        for symbol, action in (published or {}).items():
+            raw[self.index[symbol]] = action.raw
         active = self.window.present[-1]
         self.smoothing, smoothed = smooth(self.smoothing, raw, active)
         for kind, count in zip(
@@ -251,8 +397,10 @@ class SymbolAgent:
         ):
             self.metrics.actions.labels(kind).inc(int(count))
         event_time = next(iter(bars.values())).event_time
+        done = published or {}
         return [
-            ActionDecided(
+            done.get(symbol)
+            or ActionDecided(
                 event_id=event_id(self.config.run_id, step, "action", symbol),
                 cause_id=bars[symbol].event_id,
                 run_id=self.config.run_id,

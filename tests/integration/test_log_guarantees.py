@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from core.events import ActionDecided, DecisionRecorded, Event, StepCompleted
+from core.events import ActionDecided, DecisionRecorded, Event, StepCompleted, event_id
 from core.ledger import fold
 from rl_agents.data import load_bars, universe
 from services import kafka
@@ -53,7 +53,7 @@ async def _sabotage(bootstrap: str, run_id: str) -> None:
     )
     symbol = FRAME.symbols[0]
     good = ActionDecided(
-        event_id=f"{run_id}/bad",
+        event_id=event_id(run_id, 0, "action", symbol),
         cause_id="test",
         run_id=run_id,
         event_time=0,
@@ -68,7 +68,7 @@ async def _sabotage(bootstrap: str, run_id: str) -> None:
         b"not an event " + run_id.encode(),
         CODEC.encode(_replace(good, symbol="ZZZZ", step=3)),
         CODEC.encode(_replace(good, raw=2.0, smoothed=2.0, step=3)),
-        CODEC.encode(good),  # step 0 was decided long ago: a duplicate delivery
+        CODEC.encode(good),  # step 0 was decided long ago: a late, conflicting copy
     ]
     producer = kafka.producer(bootstrap, "saboteur")
     await producer.start()
@@ -103,9 +103,9 @@ def test_bad_actions_are_dead_lettered_with_reasons_and_the_run_completes(
     reasons = sorted(letter.reason for letter in letters)
     assert len(letters) == 4, reasons
     assert any(r.startswith("not an event envelope") for r in reasons)
-    assert any("'ZZZZ' is not in the portfolio" in r for r in reasons)
+    assert any("'ZZZZ' is not in the run's universe" in r for r in reasons)
     assert any("raw action 2.0 is not a finite number in [-1, 1]" in r for r in reasons)
-    assert any("step 0 was already decided" in r for r in reasons)
+    assert any("late: step 0 is decided" in r for r in reasons)
     assert all(letter.source_topic == AGENT_ACTIONS.name for letter in letters)
     assert all(letter.service == "portfolio-manager" for letter in letters)
 
