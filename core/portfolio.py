@@ -12,7 +12,6 @@ manager service runs exactly these, in the order of docs/architecture.md:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -166,18 +165,6 @@ def mark(
         equity=state.cash + value,
         holdings=tuple(holdings),
     )
-
-
-def action_problem(action: ActionDecided, state: PortfolioState) -> str | None:
-    """Why an action cannot be accepted, or None when it can."""
-    if action.symbol not in state.symbols:
-        return f"symbol {action.symbol!r} is not in the portfolio"
-    for name, value in (("raw", action.raw), ("smoothed", action.smoothed)):
-        if not math.isfinite(value) or abs(value) > 1.0:
-            return f"{name} action {value!r} is not a finite number in [-1, 1]"
-    if action.step <= state.decided_step:
-        return f"step {action.step} was already decided (duplicate delivery)"
-    return None
 
 
 def record_decisions(

@@ -307,8 +307,6 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
     if problem is not None:
         return _rejected(state, action, problem)
     led = state.ledger
-    if led.closed:
-        return _rejected(state, action, "the run is closed")
     step = state.decision_step
     if step is not None and action.step == step:
         existing = state.actions.get(action.symbol)
@@ -333,6 +331,8 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
             action,
             f"conflicts with the decision of {action.symbol} at step {action.step} recorded",
         )
+    if led.closed:
+        return _rejected(state, action, "the run is closed")
     at = step if step is not None else led.decided_step + 1
     if action.step < at:
         return _rejected(state, action, f"late: step {action.step} is decided (the run is at {at})")

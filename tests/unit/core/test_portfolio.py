@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -18,7 +16,6 @@ from core.events import (
 )
 from core.ledger import PortfolioState, fold
 from core.portfolio import (
-    action_problem,
     close_run,
     fill_pending,
     mark,
@@ -257,33 +254,6 @@ def test_mark_values_positions_at_latest_close() -> None:
     assert holding.avg_cost == pytest.approx(100.1)
     assert holding.unrealized_pnl == pytest.approx(99.0)
     assert (snapshot.step, snapshot.bars, snapshot.event_id) == (1, 2, f"{RUN}/1/marked")
-
-
-def test_valid_action_has_no_problem() -> None:
-    assert action_problem(action("A", 0, 0.3), new_portfolio()) is None
-
-
-def test_action_for_unknown_symbol_is_rejected() -> None:
-    problem = action_problem(action("ZZZ", 0, 0.3), new_portfolio())
-
-    assert problem is not None and "ZZZ" in problem
-
-
-@pytest.mark.parametrize(
-    ("raw", "smoothed"),
-    [(math.nan, 0.0), (0.0, math.nan), (math.inf, 0.0), (1.5, 0.0), (0.0, -1.01)],
-)
-def test_action_that_is_nan_or_out_of_range_is_rejected(raw: float, smoothed: float) -> None:
-    problem = action_problem(action("A", 0, smoothed, raw=raw), new_portfolio())
-
-    assert problem is not None and "[-1, 1]" in problem
-
-
-def test_action_of_an_already_decided_step_is_rejected_as_duplicate() -> None:
-    state = decide(new_portfolio(), 0, A=0.3)
-
-    assert action_problem(action("A", 0, 0.3), state) is not None
-    assert action_problem(action("A", 1, 0.3), state) is None
 
 
 def test_close_run_expires_pending_orders_at_end_of_data() -> None:
