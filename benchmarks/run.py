@@ -30,17 +30,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from core.bars import BarFrame
-from core.events import BarClosed, Event, PortfolioClosed
-from core.ledger import fold
-from core.portfolio import close_run, fill_pending, mark, open_portfolio, record_decisions
+from core.events import (
+    AccountMarked,
+    BarClosed,
+    Event,
+    PortfolioClosed,
+    PortfolioOpened,
+    StepCompleted,
+)
 from core.rules import TradingRules
+from core.step import Input, StepState, decide, fold, is_input
 from rl_agents.data import load_bars, universe
 from services.config import KafkaConfig
 from services.kafka import create_topics, read_run
-from services.market_replay.app import step_bars
+from services.market_replay.app import MarketReplay, ReplayConfig, step_bars
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig, SymbolAgent
 from streams.topics import PORTFOLIO_EVENTS
@@ -69,42 +73,30 @@ class Row:
 
 
 def offline(frame: BarFrame, run_id: str, rules: TradingRules) -> tuple[list[Event], float]:
-    """The pipeline's step protocol in one loop, no broker: the baseline."""
+    """The step aggregate (``core.step``) and the agent's decisions in one loop, no broker."""
     began = time.perf_counter()
     agent = SymbolAgent(KafkaConfig(run_id=run_id), AgentConfig(), rules)
-    opened = open_portfolio(
-        run_id=run_id, portfolio_id="main", symbols=frame.symbols, rules=rules,
-        cause_id=f"{run_id}/-1/replay-started", event_time=int(frame.timestamps[0]),
-    )  # fmt: skip
-    events: list[Event] = [opened]
-    state = fold(events)
-    agent._take(opened)  # noqa: SLF001 - the agent's own state transition, minus Kafka
-    closes = np.full(frame.n_symbols, np.nan)
+    replay = MarketReplay(KafkaConfig(run_id=run_id), ReplayConfig(metrics_port=0), frame)
+    state = StepState(run_id=run_id, portfolio_id="main", rules=rules)
+    events: list[Event] = []
+
+    def feed(item: Input) -> list[Event]:
+        nonlocal state
+        new = decide(state, item)
+        state = fold(new, state)
+        out = [e for e in new if not is_input(e)]
+        events.extend(out)
+        return out
+
+    (opened,) = feed(replay._started())  # noqa: SLF001 - the replay's own event, minus Kafka
+    assert isinstance(opened, PortfolioOpened)
+    agent._open(opened)  # noqa: SLF001 - the agent's own state transition, minus Kafka
     for step in range(frame.n_steps):
         bars = {b.symbol: b for b in step_bars(frame, run_id, step)}
-        opens = np.array([bars[s].open if s in bars else np.nan for s in frame.symbols])
-        t = int(frame.timestamps[step])
-        new = fill_pending(
-            state, step=step, event_time=t, open_px=opens, last_close=closes, rules=rules
-        )
-        state = fold(new, state)
-        for j, s in enumerate(frame.symbols):
-            if s in bars:
-                closes[j] = bars[s].close
-        marked = mark(
-            state, step=step, event_time=t, last_close=closes, bars=len(bars),
-            cause_id=f"{run_id}/{step}/bars",
-        )  # fmt: skip
-        state = fold([marked], state)
-        actions = agent.decide(step, bars, marked)
-        decided = record_decisions(state, step=step, event_time=t, actions=actions, rules=rules)
-        state = fold(decided, state)
-        events += [*new, marked, *decided]
-        if step == frame.n_steps - 1:
-            end = close_run(state, step=step, event_time=t, cause_id=f"{run_id}/end")
-            state = fold(end, state)
-            events += end
-    return events, time.perf_counter() - began
+        marked = [e for b in bars.values() for e in feed(b) if isinstance(e, AccountMarked)]
+        for action in agent.decide(step, bars, marked[-1]):
+            feed(action)
+    return [e for e in events if not isinstance(e, StepCompleted)], time.perf_counter() - began
 
 
 def _median(times: list[float]) -> float:

@@ -217,8 +217,9 @@ class MarketReplay:
                 await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [finished])
                 steps = frame.n_steps - first
                 log.info(
-                    "replayed %d steps in %.2fs (%.1f steps/s)",
+                    "replayed %d steps, %d bars in %.2fs (%.1f steps/s)",
                     steps,
+                    int(frame.present[first:].sum()),
                     elapsed,
                     steps / elapsed if elapsed > 0 else float("inf"),
                 )

@@ -329,7 +329,7 @@ def test_a_conflicting_copy_of_a_decided_action_is_rejected_and_an_identical_one
 
 
 def test_a_restart_rebuilds_closes_so_fills_match() -> None:
-    """What the manager needs to go on is a fold of its own events: restore equals the live state."""
+    """What the manager needs to go on is a fold of its own events: restored equals live."""
     items = list(inputs())
     live, published = run(items[:200])
     ledger = [e for e in published if not isinstance(e, StepCompleted)]
