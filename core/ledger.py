@@ -8,7 +8,7 @@ rebuilds itself on start and how reports are computed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from core.events import (
@@ -20,6 +20,7 @@ from core.events import (
     PortfolioClosed,
     PortfolioOpened,
 )
+from core.frozen import replace
 
 
 class LedgerError(ValueError):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -41,6 +41,7 @@ from core.events import (
     StepCompleted,
     event_id,
 )
+from core.frozen import replace
 from core.ledger import PortfolioState
 from core.ledger import evolve as evolve_ledger
 from core.portfolio import close_run, fill_pending, mark, open_portfolio, record_decisions
