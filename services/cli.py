@@ -23,6 +23,7 @@ from services.demo import (
     format_summary,
     run_demo,
 )
+from services.errors import Refusal
 from services.evaluation import EvaluationError
 from services.models import ModelError
 from services.monitoring import MonitoringError
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"tradingbot {args.command}: {e}", file=sys.stderr)
         return 1
+    except Refusal as e:
+        print(f"tradingbot {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 

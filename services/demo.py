@@ -10,9 +10,11 @@ keep the stack running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 from tqdm import tqdm
 
 from core.events import (
@@ -114,6 +117,33 @@ def ensure_kafka(bootstrap: str | None, port: int) -> tuple[str, bool]:
     if started.returncode != 0:
         raise DemoError(f"Kafka did not start:\n{started.stdout}{started.stderr}")
     return f"127.0.0.1:{port}", not was_running
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    """Refuse to start when a port the demo needs is taken, saying by what and how to fix it."""
+    for name, port in ports.items():
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                continue
+            except OSError:
+                pass
+        holder = _holder(port)
+        raise DemoError(
+            f"port {port} ({name}) is in use{holder}: a stack left by --keep-running? "
+            "Stop it with `make stop`, or move the demo's ports with --metrics-port, "
+            "--prometheus-port and --alertmanager-port"
+        )
+
+
+def _holder(port: int) -> str:
+    """`` by pid N (command)`` for the process listening on ``port``, when it can be seen."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == "LISTEN" and conn.pid:
+                command = " ".join(psutil.Process(conn.pid).cmdline()[:4])
+                return f" by pid {conn.pid} ({command})"
+    return ""
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -242,6 +272,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
         f" ({len(frame.repairs)} bars repaired, see docs/data.md)",
         file=sys.stderr,
     )
+    needed = {f"{name} /metrics": options.metrics_port + i for i, (name, _) in enumerate(SERVICES)}
+    if options.monitoring:
+        needed |= {
+            "prometheus": options.prometheus_port,
+            "alertmanager": options.alertmanager_port,
+        }
+    check_ports(needed)
     bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     run_id = new_run_id()
     run_dir = options.runs_dir / run_id

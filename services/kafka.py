@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -27,6 +28,10 @@ from streams.topics import ALL_TOPICS, Topic
 
 class BrokerError(RuntimeError):
     """The Kafka broker cannot be reached or refused a request."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No broker answers at the bootstrap address."""
 
 
 class Fenced(RuntimeError):
@@ -63,11 +68,12 @@ async def resilient(attempt: Callable[[], Awaitable[T]], service: str) -> T:
             ) from e
         except (BrokerError, KafkaError) as e:
             now = time.monotonic()
-            if lost_since is None or now - began > window:
+            ran = not isinstance(e, BrokerUnreachable) and now - began > window
+            if lost_since is None or ran:
                 lost_since = now
             if now - lost_since > window:
                 raise BrokerError(
-                    f"{service}: lost the broker for {window:.0f}s ({e}); is Kafka running? "
+                    f"{service}: gave up after {window:.0f}s: {e} "
                     "(TRADINGBOT_BROKER_RETRY_S sets how long to wait)"
                 ) from e
             log.warning("%s: broker error (%s); starting again in %.1fs", service, e, delay)
@@ -140,7 +146,9 @@ async def start(client: AIOKafkaProducer | AIOKafkaConsumer, bootstrap: str) -> 
     try:
         await client.start()
     except KafkaConnectionError as e:
-        raise BrokerError(
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise BrokerUnreachable(
             f"cannot reach Kafka at {bootstrap}: is it running? "
             "(`make kafka-start` or deploy/local/kafka/kafka.sh start)"
         ) from e
@@ -244,6 +252,11 @@ class DeadLetters:
         self.count += 1
         if self._metrics is not None:
             self._metrics.dead_letters.labels(self._service, record.topic).inc()
+
+    async def discard(self) -> None:
+        """Drop the queued letters after a failed transaction (their outcome is retrieved)."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def flush(self) -> None:
         """Wait until the broker has every queued letter."""

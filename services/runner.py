@@ -42,11 +42,19 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
     try:
         asyncio.run(guarded())
     except Refusal as e:
+        _quiet()
         print(f"{name}: {e}" if not str(e).startswith(name) else str(e), file=sys.stderr)
         sys.exit(e.exit_code)
     except (BrokerError, Fenced) as e:
+        _quiet()
         print(str(e) if str(e).startswith(name) else f"{name}: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the process boundary: report and exit non-zero
         logging.getLogger(name).exception("failed: %s", e)
         sys.exit(1)
+
+
+def _quiet() -> None:
+    """Silence what the clients' abandoned futures log at exit: the refusal says it all."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

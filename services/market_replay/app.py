@@ -168,9 +168,9 @@ class MarketReplay:
     async def _serve_once(self) -> float:
         cfg, frame = self.config, self.frame
         producer = kafka.producer(cfg.bootstrap, SERVICE)
-        consumer = kafka.consumer(cfg.bootstrap, SERVICE)
         await kafka.start(producer, cfg.bootstrap)
         try:
+            consumer = kafka.consumer(cfg.bootstrap, SERVICE)
             await kafka.start(consumer, cfg.bootstrap)
             try:
                 partitions = await kafka.assign(consumer, [SIM_CLOCK.name], from_beginning=True)

@@ -89,16 +89,16 @@ class PortfolioManager:
 
     async def serve(self) -> PortfolioState:
         """Run until the portfolio of this run is closed; return its final state."""
-        self.service_metrics.serve(self.portfolio.metrics_port)
+        self.service_metrics.serve(self.portfolio.metrics_port, "TRADINGBOT_PORTFOLIO_METRICS_PORT")
         return await kafka.resilient(self._serve_once, SERVICE)
 
     async def _serve_once(self) -> PortfolioState:
         cfg = self.config
         group = transactional_id(cfg)
         producer = kafka.transactional_producer(cfg.bootstrap, SERVICE, group)
-        consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
         await kafka.start(producer, cfg.bootstrap)
         try:
+            consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
             await kafka.start(consumer, cfg.bootstrap)
             try:
                 await self._restore()
@@ -260,14 +260,18 @@ class _Loop:
         if not out and not self.letters and not force:
             return
         cfg = self.manager.config
-        async with self.producer.transaction():
-            for record, reason in self.letters:
-                await self.dead.send(record, reason)
-            ledger = [e for e in out if not isinstance(e, StepCompleted | ServiceReady)]
-            clock = [e for e in out if isinstance(e, StepCompleted | ServiceReady)]
-            await kafka.publish(self.producer, PORTFOLIO_EVENTS.name, cfg.portfolio_id, ledger)
-            await kafka.publish(self.producer, SIM_CLOCK.name, cfg.run_id, clock)
-            await self.producer.send_offsets_to_transaction(self._offsets(), self.group)
+        try:
+            async with self.producer.transaction():
+                for record, reason in self.letters:
+                    await self.dead.send(record, reason)
+                ledger = [e for e in out if not isinstance(e, StepCompleted | ServiceReady)]
+                clock = [e for e in out if isinstance(e, StepCompleted | ServiceReady)]
+                await kafka.publish(self.producer, PORTFOLIO_EVENTS.name, cfg.portfolio_id, ledger)
+                await kafka.publish(self.producer, SIM_CLOCK.name, cfg.run_id, clock)
+                await self.producer.send_offsets_to_transaction(self._offsets(), self.group)
+        except BaseException:
+            await self.dead.discard()
+            raise
         await self.dead.flush()
         self.letters = []
         if out:

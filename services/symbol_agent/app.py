@@ -151,9 +151,9 @@ class SymbolAgent:
         self._reset()
         group = f"tradingbot-agent-{cfg.run_id}"
         producer = kafka.producer(cfg.bootstrap, SERVICE)
-        consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
         await kafka.start(producer, cfg.bootstrap)
         try:
+            consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
             await kafka.start(consumer, cfg.bootstrap)
             try:
                 # The model to serve: the latest on agent.models, then live updates.
