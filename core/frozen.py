@@ -32,5 +32,5 @@ def _copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
 
 def replace(record: T, /, **changes: Any) -> T:
     """A copy of the frozen dataclass ``record`` with ``changes`` (names are not checked)."""
-    copied: T = _copier(type(record))(record, changes)
+    copied: T = _copier(type(record))(record, changes)  # type: ignore[arg-type]
     return copied
