@@ -262,6 +262,8 @@ def _decide_bar(state: StepState, bar: BarClosed, started: ReplayStarted) -> lis
             )
     if bar.event_time <= state.marked_time:
         return _rejected(state, bar, f"event time {bar.event_time} is not after the last step's")
+    if len(taken) + 1 < bar.step_bars:
+        return [bar]
     bars = {**taken, bar.symbol: bar}
     if not bars_complete(bars):
         return [bar]
@@ -319,6 +321,8 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
             )
         if action.symbol not in state.bars.get(step, {}):
             return _rejected(state, action, f"{action.symbol} had no bar at step {step}")
+        if len(state.actions) + 1 < led.marked_bars:
+            return [action]
         actions = {**state.actions, action.symbol: action}
         if not actions_complete(actions, led.marked_bars):
             return [action]
