@@ -176,6 +176,8 @@ def action_problem(action: ActionDecided, started: ReplayStarted) -> str | None:
         return f"policy name or version is longer than {MAX_TEXT} characters"
     if action.event_id != event_id(action.run_id, action.step, "action", action.symbol):
         return f"event id {action.event_id[:MAX_TEXT]!r} is not the id of this action"
+    if action.cause_id != event_id(action.run_id, action.step, "bar", action.symbol):
+        return f"cause id {action.cause_id[:MAX_TEXT]!r} is not the id of the bar it answers"
     return None
 
 
@@ -319,8 +321,11 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
             return _rejected(
                 state, action, f"conflicts with the action of {action.symbol} at step {step}"
             )
-        if action.symbol not in state.bars.get(step, {}):
+        answered = state.bars.get(step, {}).get(action.symbol)
+        if answered is None:
             return _rejected(state, action, f"{action.symbol} had no bar at step {step}")
+        if action.event_time != answered.event_time:
+            return _rejected(state, action, "its event time is not its bar's")
         if len(state.actions) + 1 < led.marked_bars:
             return [action]
         actions = {**state.actions, action.symbol: action}
@@ -347,6 +352,7 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
 def _same_decision(action: ActionDecided, recorded: DecisionRecorded) -> bool:
     return (
         recorded.cause_id == action.event_id
+        and recorded.event_time == action.event_time
         and recorded.raw == action.raw
         and recorded.smoothed == action.smoothed
         and recorded.policy == action.policy

@@ -15,6 +15,7 @@ from core.events import PortfolioClosed
 from core.report import summarize
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
 from services import kafka
+from services.db import cli as db_cli
 from services.demo import (
     REPO,
     DemoError,
@@ -33,6 +34,7 @@ SERVICE_MODULES = {
     "market-replay": "services.market_replay.app",
     "symbol-agent": "services.symbol_agent.app",
     "portfolio-manager": "services.portfolio_manager.app",
+    "timescale-sink": "services.timescale_sink.app",
 }
 
 
@@ -136,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one service (settings from TRADINGBOT_*)")
     serve.add_argument("service", choices=sorted(SERVICE_MODULES))
 
+    db_cli.add_parser(commands)
+
     summary = commands.add_parser("summary", help="summarise a run from portfolio.events")
     summary.add_argument("run_id")
     summary.add_argument("--bootstrap", default="127.0.0.1:9092")
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "db":
+        return db_cli.run(args)
     try:
         if args.command == "demo":
             options = DemoOptions(

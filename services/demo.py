@@ -45,7 +45,8 @@ from services.monitoring import (
     wait_for_group,
 )
 from streams.codec import CODEC, CodecError
-from streams.topics import AGENT_ACTIONS, MONITOR_ORDERS, PORTFOLIO_EVENTS, SIM_CLOCK
+from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
+from streams.topics import PORTFOLIO_EVENTS, SIM_CLOCK
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
@@ -323,7 +324,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             start_group_at_end(
                 bootstrap,
                 detector_group,
-                [AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name],
+                list(DETECTOR_INPUTS),
             )
         )
         for name, module in SERVICES:

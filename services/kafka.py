@@ -23,7 +23,7 @@ from aiokafka.errors import (
 from core.events import Event
 from services.metrics import ServiceMetrics
 from streams.codec import CODEC, CodecError, DeadLettered
-from streams.topics import ALL_TOPICS, Topic
+from streams.topics import ALL_TOPICS, Topic, misplaced
 
 
 class BrokerError(RuntimeError):
@@ -287,6 +287,11 @@ async def poll(
             except CodecError as e:
                 if record.topic not in pass_over:
                     await dead_letters.send(record, str(e))
+                continue
+            problem = misplaced(event, record.topic)
+            if problem is not None:
+                if record.topic not in pass_over:
+                    await dead_letters.send(record, problem)
                 continue
             out.append(Decoded(record, event))
     await dead_letters.flush()

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from core.events import CollapseDetected, CollapseResolved, Event
 from services.kafka import consumer, read_run, start
-from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS
+from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
+from streams.topics import MONITOR_ALERTS
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_SCRIPT = REPO / "deploy" / "local" / "prometheus" / "prometheus.sh"
@@ -138,33 +139,77 @@ class MonitoringStack:
 
 
 async def wait_for_group(
-    bootstrap: str, group_id: str, topic: str = AGENT_ACTIONS.name, timeout_s: float = 120.0
+    bootstrap: str,
+    group_id: str,
+    topics: Sequence[str] = DETECTOR_INPUTS,
+    timeout_s: float = 120.0,
 ) -> None:
-    """Wait until consumer group ``group_id`` has committed up to the end of ``topic``."""
+    """Wait until consumer group ``group_id`` has read everything in ``topics``, in order.
+
+    Each topic's end is taken once the topics before it are caught up, so a
+    chain (the detector re-keys the ledger into ``monitor.orders``) is waited
+    through to its last link. Caught up means no record left past the
+    committed offset: the marker that ends a transaction has an offset but is
+    never delivered, so it is not waited for.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tradingbot-monitor")
-    reader = consumer(bootstrap, "tradingbot-monitor")
     await admin.start()
-    await start(reader, bootstrap)
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = await _partitions(reader, topic)
-        ends = await reader.end_offsets(partitions)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            committed = await admin.list_consumer_group_offsets(group_id)
-            if all(
-                tp in committed and committed[tp].offset >= ends[tp]
-                for tp in partitions
-                if ends[tp] > 0
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise MonitoringError(
-                    f"consumer group {group_id} did not catch up with {topic} in {timeout_s:.0f}s"
-                )
-            await asyncio.sleep(0.5)
+        for topic in topics:
+            reader = consumer(bootstrap, "tradingbot-monitor")  # one per topic: it assigns
+            await start(reader, bootstrap)
+            try:
+                await _wait_for_topic(admin, reader, group_id, topic, deadline, timeout_s)
+            finally:
+                await reader.stop()
     finally:
-        await reader.stop()
         await admin.close()
+
+
+async def _wait_for_topic(
+    admin: AIOKafkaAdminClient,
+    reader: AIOKafkaConsumer,
+    group_id: str,
+    topic: str,
+    deadline: float,
+    timeout_s: float,
+) -> None:
+    partitions = await _partitions(reader, topic)
+    ends = await reader.end_offsets(partitions)
+    while True:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        behind = {
+            tp: committed[tp].offset if tp in committed else 0
+            for tp in partitions
+            if ends[tp] > (committed[tp].offset if tp in committed else 0)
+        }
+        if not behind or not await _records_after(reader, behind, ends):
+            return
+        if time.monotonic() > deadline:
+            raise MonitoringError(
+                f"consumer group {group_id} did not catch up with {topic} in {timeout_s:.0f}s"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def _records_after(
+    reader: AIOKafkaConsumer,
+    offsets: Mapping[TopicPartition, int],
+    ends: Mapping[TopicPartition, int],
+) -> bool:
+    """Whether any partition holds a record from ``offsets`` on, before ``ends``."""
+    reader.assign(list(offsets))
+    for tp, offset in offsets.items():
+        reader.seek(tp, offset)
+    for _ in range(20):
+        batch = await reader.getmany(*offsets, timeout_ms=100)
+        if any(records for records in batch.values()):
+            return True
+        positions = [await reader.position(tp) for tp in offsets]
+        if all(p >= ends[tp] for p, tp in zip(positions, offsets, strict=True)):
+            return False
+    return True
 
 
 async def wait_for_members(bootstrap: str, group_id: str, timeout_s: float = 120.0) -> None:

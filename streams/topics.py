@@ -36,8 +36,8 @@ PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions
 AGENT_MODELS = Topic(name="agent.models", key="agent id", partitions=1, cleanup_policy="compact")
 MONITOR_ALERTS = Topic(name="monitor.alerts", key="agent id", partitions=1)
 MONITOR_ORDERS = Topic(name="monitor.orders", key="symbol", partitions=8)
-"""Order outcomes (fills and skips) of portfolio.events re-keyed by symbol, so the
-detector sees them beside the actions of the same agent (partitioned like agent.actions)."""
+"""The decisions and order outcomes (fills and skips) of portfolio.events re-keyed by
+symbol, in ledger order: the collapse detector's input, partitioned like its tables."""
 
 TOPICS: tuple[Topic, ...] = (
     MARKET_BARS,
@@ -55,8 +55,54 @@ def dead_letter_topics() -> tuple[Topic, ...]:
     """One dead-letter topic per consumed topic, keyed like its source."""
     return tuple(
         Topic(name=t.dlq, key=t.key, partitions=1)
-        for t in (MARKET_BARS, SIM_CLOCK, AGENT_ACTIONS, PORTFOLIO_EVENTS, AGENT_MODELS)
+        for t in (
+            MARKET_BARS,
+            SIM_CLOCK,
+            AGENT_ACTIONS,
+            PORTFOLIO_EVENTS,
+            AGENT_MODELS,
+            MONITOR_ALERTS,
+            MONITOR_ORDERS,
+        )
     )
 
 
 ALL_TOPICS: tuple[Topic, ...] = TOPICS + dead_letter_topics()
+
+
+def _homes() -> dict[type, frozenset[str]]:
+    from core import events as ev  # the domain's types; topics are the wire's
+
+    ledger = frozenset({PORTFOLIO_EVENTS.name})
+    orders = frozenset({PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name})
+    clock = frozenset({SIM_CLOCK.name})
+    return {
+        ev.BarClosed: frozenset({MARKET_BARS.name}),
+        ev.ReplayStarted: clock,
+        ev.ServiceReady: clock,
+        ev.StepCompleted: clock,
+        ev.ReplayFinished: clock,
+        ev.ActionDecided: frozenset({AGENT_ACTIONS.name}),
+        ev.PortfolioOpened: ledger,
+        ev.DecisionRecorded: orders,
+        ev.OrderFilled: orders,
+        ev.OrderSkipped: orders,
+        ev.AccountMarked: ledger,
+        ev.PortfolioClosed: ledger,
+        ev.ModelPublished: frozenset({AGENT_MODELS.name}),
+        ev.CollapseDetected: frozenset({MONITOR_ALERTS.name}),
+        ev.CollapseResolved: frozenset({MONITOR_ALERTS.name}),
+    }
+
+
+HOMES = _homes()
+"""The topics each event type may be read from (the event-flow table)."""
+
+
+def misplaced(event: object, topic: str) -> str | None:
+    """Why ``event`` must not be taken from ``topic`` (it belongs elsewhere), or None."""
+    homes = HOMES.get(type(event))
+    if homes is None or topic in homes:
+        return None
+    where = ", ".join(sorted(homes))
+    return f"a {type(event).__name__} does not belong on {topic} (it goes on {where})"

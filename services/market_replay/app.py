@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from aiokafka import TopicPartition
@@ -116,37 +116,48 @@ class _Clock:
 
     run_id: str
     waiting: set[str]
+    expected_start: ReplayStarted
+    expected_finish: ReplayFinished
     started: bool = False
     completed: int = -1
     finished: bool = False
     published: int | None = None
     """The last step whose bars this instance published (None: none yet, or history)."""
+    ends: dict[int, StepCompleted] = field(default_factory=dict)
+    """The accepted end of every step, to tell a redelivery from a conflicting copy."""
 
     def problem(self, event: Event) -> str | None:
         """Take one clock event of the run; return why it is refused, or None."""
         if isinstance(event, ServiceReady):
             self.waiting.discard(event.service)
         elif isinstance(event, ReplayStarted):
-            if event.event_id != event_id(self.run_id, -1, "replay-started"):
-                return f"event id {event.event_id[:200]!r} is not the run's ReplayStarted id"
+            if event != self.expected_start:
+                return "conflicts with this replay's ReplayStarted of the run"
             self.started = True
         elif isinstance(event, StepCompleted):
             return self._completed(event)
         elif isinstance(event, ReplayFinished):
-            if event.event_id == event_id(self.run_id, event.steps, "replay-finished"):
-                self.finished = True
+            if event != self.expected_finish:
+                return "conflicts with this replay's ReplayFinished of the run"
+            self.finished = True
         return None
 
     def _completed(self, event: StepCompleted) -> str | None:
         if event.event_id != event_id(self.run_id, event.step, "completed"):
             return f"event id {event.event_id[:200]!r} is not the id of step {event.step}'s end"
+        if event.step < 0:
+            return f"step {event.step} is outside the run"
+        accepted = self.ends.get(event.step)
+        if accepted is not None:
+            return None if event == accepted else f"conflicts with the end of step {event.step}"
         if event.step <= self.completed:
-            return None  # a redelivery
+            return f"late: step {event.step} is complete"
         if event.step != self.completed + 1:
             return f"step {event.step} completed ahead of step {self.completed + 1}"
         if self.published is not None and event.step > self.published:
             return f"step {event.step} completed before its bars were published"
         self.completed = event.step
+        self.ends[event.step] = event
         return None
 
 
@@ -175,7 +186,9 @@ class MarketReplay:
             try:
                 partitions = await kafka.assign(consumer, [SIM_CLOCK.name], from_beginning=True)
                 end = await consumer.end_offsets(partitions)
-                clock = _Clock(cfg.run_id, set(self.replay.wait_for))
+                clock = _Clock(
+                    cfg.run_id, set(self.replay.wait_for), self._started(), self._finished()
+                )
                 dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
                 await self._drain(consumer, dead, clock, end)
                 if clock.finished:
@@ -207,14 +220,7 @@ class MarketReplay:
                 ):
                     await self._step(step, producer, consumer, dead, clock)
                 elapsed = time.perf_counter() - began
-                finished = ReplayFinished(
-                    event_id=event_id(cfg.run_id, frame.n_steps, "replay-finished"),
-                    cause_id=event_id(cfg.run_id, frame.n_steps - 1, "completed"),
-                    run_id=cfg.run_id,
-                    event_time=int(frame.timestamps[-1]),
-                    steps=frame.n_steps,
-                )
-                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [finished])
+                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [self._finished()])
                 steps = frame.n_steps - first
                 log.info(
                     "replayed %d steps, %d bars in %.2fs (%.1f steps/s)",
@@ -240,6 +246,16 @@ class MarketReplay:
             steps_total=frame.n_steps,
             dataset=self.replay.dataset,
             mode=self.replay.mode,
+        )
+
+    def _finished(self) -> ReplayFinished:
+        cfg, frame = self.config, self.frame
+        return ReplayFinished(
+            event_id=event_id(cfg.run_id, frame.n_steps, "replay-finished"),
+            cause_id=event_id(cfg.run_id, frame.n_steps - 1, "completed"),
+            run_id=cfg.run_id,
+            event_time=int(frame.timestamps[-1]),
+            steps=frame.n_steps,
         )
 
     async def _step(

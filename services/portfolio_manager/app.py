@@ -37,7 +37,7 @@ from services.errors import RunClosed
 from services.metrics import ServiceMetrics
 from services.portfolio_manager.metrics import PortfolioMetrics
 from streams.codec import CODEC, CodecError
-from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
+from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK, misplaced
 
 SERVICE = "portfolio-manager"
 log = logging.getLogger(SERVICE)
@@ -216,6 +216,11 @@ class _Loop:
             item = CODEC.decode(record.value)
         except CodecError as e:
             self.letters.append((record, str(e)))
+            self.position[tp] = record.offset + 1
+            return True
+        problem = misplaced(item, record.topic)
+        if problem is not None:
+            self.letters.append((record, problem))
             self.position[tp] = record.offset + 1
             return True
         inputs = ReplayStarted | BarClosed | ActionDecided

@@ -54,7 +54,7 @@ async def _sabotage(bootstrap: str, run_id: str) -> None:
     symbol = FRAME.symbols[0]
     good = ActionDecided(
         event_id=event_id(run_id, 0, "action", symbol),
-        cause_id="test",
+        cause_id=event_id(run_id, 0, "bar", symbol),
         run_id=run_id,
         event_time=0,
         symbol=symbol,

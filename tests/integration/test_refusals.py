@@ -52,7 +52,7 @@ def finish(process: subprocess.Popen[str], timeout_s: float = 90) -> tuple[int, 
     except subprocess.TimeoutExpired:
         process.kill()
         _, err = process.communicate()
-        pytest.fail(f"{process.args} did not exit within {timeout_s:.0f}s:\n{err[-3000:]}")
+        pytest.fail(f"{process.args!r} did not exit within {timeout_s:.0f}s:\n{err[-3000:]}")
     return process.returncode, err
 
 

@@ -308,10 +308,17 @@ def test_actions_for_unknown_symbols_future_steps_and_conflicts_are_rejected() -
     unknown = dataclasses.replace(
         genuine, symbol="NOPE", event_id=event_id(RUN, 0, "action", "NOPE")
     )
-    future = dataclasses.replace(genuine, step=9, event_id=event_id(RUN, 9, "action", "S0"))
+    future = dataclasses.replace(
+        genuine,
+        step=9,
+        event_id=event_id(RUN, 9, "action", "S0"),
+        cause_id=event_id(RUN, 9, "bar", "S0"),
+    )
+    forged_cause = dataclasses.replace(genuine, cause_id="elsewhere")
 
     assert "not in the run's universe" in rejection(state, unknown)
     assert "step 9 is not open" in rejection(state, future)
+    assert "is not the id of the bar it answers" in rejection(state, forged_cause)
     assert decide(state, genuine) == []
     assert "conflicts" in rejection(state, dataclasses.replace(genuine, raw=0.123))
 
@@ -326,6 +333,8 @@ def test_a_conflicting_copy_of_a_decided_action_is_rejected_and_an_identical_one
     assert "conflicts with the decision" in rejection(
         state, dataclasses.replace(genuine, smoothed=0.9)
     )
+    moved = dataclasses.replace(genuine, event_time=genuine.event_time + 5)
+    assert "conflicts with the decision" in rejection(state, moved)
 
 
 def test_a_restart_rebuilds_closes_so_fills_match() -> None:

@@ -1,0 +1,2 @@
+-- 0002 (plain PostgreSQL, no TimescaleDB extension): the tables of 0001 stay
+-- plain tables; their (run_id, ..., event_time) indexes serve the queries.
