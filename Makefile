@@ -8,14 +8,16 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka/kafka.sh
+TIMESCALEDB := deploy/local/timescaledb/timescaledb.sh
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint unit integration bench stop clean
+.PHONY: help setup demo test lint unit integration soak bench stop clean
 
 help:
 	@echo "make demo    replay 245 days of 143 real symbols through Kafka, agents and the portfolio manager"
 	@echo "make test    ruff, mypy and the whole test suite (unit, integration, e2e) on a real Kafka"
+	@echo "make soak    the fault trials at full size: kill -9, broker restart, hostile input (tests/faults)"
 	@echo "make bench   benchmark tables: the lockstep replay (benchmarks/run.py), the envs (benchmarks/envs.py)"
 	@echo "make stop    stop the local Kafka left running by 'make demo DEMO_ARGS=--keep-running'"
 
@@ -35,6 +37,7 @@ setup: $(STAMP)
 	@bash $(KAFKA) fetch
 	@bash $(PROMETHEUS) install
 	@bash $(ALERTMANAGER) install
+	@bash $(TIMESCALEDB) fetch
 
 demo: setup
 	@$(VENV)/bin/tradingbot demo $(DEMO_ARGS)
@@ -51,7 +54,11 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 integration: setup
-	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/integration tests/e2e tests/faults $(PYTEST_ARGS)
+
+# The fault trials at the sizes of issue 10 (make test runs a small sample of each kind).
+soak: setup
+	TRADINGBOT_FAULT_SOAK=1 $(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -67,11 +74,13 @@ bench: setup $(BENCH_STAMP)
 	$(VENV)/bin/python -m benchmarks.detector
 	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
 	$(VENV)/bin/python -m benchmarks.sac $(BENCH_SAC_ARGS)
+	$(VENV)/bin/python -m benchmarks.timescale_sink $(BENCH_DB_ARGS)
 
 stop:
-	@for pid in runs/*/collapse-detector.pid; do [ -f "$$pid" ] && kill "$$(cat "$$pid")" 2>/dev/null; rm -f "$$pid"; done; true
+	@for pid in runs/*/collapse-detector.pid runs/*/timescale-sink.pid; do [ -f "$$pid" ] && kill "$$(cat "$$pid")" 2>/dev/null; rm -f "$$pid"; done; true
 	@bash $(PROMETHEUS) stop
 	@bash $(ALERTMANAGER) stop
+	@bash $(TIMESCALEDB) stop
 	@bash $(KAFKA) stop
 
 clean: stop

@@ -51,6 +51,8 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from grafana.projection import projection
+
 DATASOURCE_UID = "prometheus"
 """Uid of the Prometheus datasource (grafana/provisioning/datasources/prometheus.yml)."""
 
@@ -832,7 +834,7 @@ def pipeline() -> DashboardModel:
     return _numbered(builder.build())
 
 
-DASHBOARDS = (agent_health, portfolio, pipeline)
+DASHBOARDS = (agent_health, portfolio, pipeline, projection)
 """Every dashboard of the stack, in the order the README lists them."""
 
 

@@ -90,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         default=9101,
         help="first /metrics port: replay, agent, portfolio manager, detector (9101-9104)",
     )
+    demo.add_argument(
+        "--no-database", action="store_true", help="do not start TimescaleDB and its sink"
+    )
+    demo.add_argument(
+        "--db-port",
+        type=int,
+        default=int(os.environ.get("TIMESCALEDB_PORT", "5433")),
+        help="port of the local TimescaleDB (default 5433 or $TIMESCALEDB_PORT)",
+    )
     demo.add_argument("--prometheus-port", type=int, default=9090)
     demo.add_argument("--alertmanager-port", type=int, default=9093)
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
@@ -176,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics_port=args.metrics_port,
                 prometheus_port=args.prometheus_port,
                 alertmanager_port=args.alertmanager_port,
+                database=not args.no_database,
+                db_port=args.db_port,
             )
             result = run_demo(options)
             print(format_summary(result.summary))

@@ -36,6 +36,8 @@ from core.events import (
 )
 from core.report import RunSummary, summarize
 from services import kafka
+from services.db import local as local_db
+from services.db.errors import DatabaseError
 from services.market_replay.app import ReplayConfig, load_span
 from services.monitoring import (
     AgentAlerts,
@@ -84,6 +86,14 @@ class DemoOptions:
     metrics_port: int = 9101
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
+    database: bool = True
+    """Start the local TimescaleDB and the sink that projects the log into it."""
+    db_port: int = 5433
+
+
+SINK = "timescale-sink"
+SINK_GROUP = "tradingbot-timescale-sink"
+"""The demo's sink group: the local database keeps every demo's runs."""
 
 
 def new_run_id(prefix: str = "demo") -> str:
@@ -254,6 +264,7 @@ class DemoResult:
     firing: dict[str, int]
     received: int
     endpoints: dict[str, str]
+    database: local_db.RunRows | None = None
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
@@ -279,12 +290,17 @@ def run_demo(options: DemoOptions) -> DemoResult:
             "prometheus": options.prometheus_port,
             "alertmanager": options.alertmanager_port,
         }
+    if options.database:
+        needed[f"{SINK} /metrics"] = options.metrics_port + 5
     check_ports(needed)
     bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     run_id = new_run_id()
     run_dir = options.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     ports = {name: options.metrics_port + i for i, (name, _) in enumerate(SERVICES)}
+    database = local_db.LocalDatabase(options.db_port) if options.database else None
+    if database is not None:
+        ports[SINK] = options.metrics_port + 5  # after the trainer's 9105
     detector_group = f"collapse-detector-{run_id}"
     monitoring = (
         MonitoringStack(
@@ -327,6 +343,14 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 list(DETECTOR_INPUTS),
             )
         )
+        if database is not None:
+            try:
+                env["TRADINGBOT_DB_URL"] = database.start()
+            except DatabaseError as e:
+                raise DemoError(str(e)) from e
+            env["TRADINGBOT_SINK_GROUP_ID"] = SINK_GROUP
+            env["TRADINGBOT_SINK_METRICS_PORT"] = str(ports[SINK])
+            stack.spawn(SINK, "services.timescale_sink", env)
         for name, module in SERVICES:
             stack.spawn(name, module, env)
         print(f"run {run_id}: services started, logs in {run_dir}", file=sys.stderr)
@@ -347,6 +371,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 if any(d.severity == "critical" for d in a.detected)
             }
             firing, received = _settle(monitoring, critical)
+        projected = None
+        if database is not None:
+            try:
+                asyncio.run(local_db.wait_for_sink(bootstrap, SINK_GROUP, stack.check))
+                projected = local_db.run_rows(database.url, run_id)
+            except DatabaseError as e:
+                raise DemoError(str(e)) from e
         result = DemoResult(
             summary=summary,
             alerts=alerts,
@@ -354,6 +385,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             firing=firing,
             received=received,
             endpoints=_endpoints(ports, monitoring),
+            database=projected,
         )
         if options.json_path is not None:
             options.json_path.write_text(json.dumps(_as_json(result), indent=2, sort_keys=True))
@@ -361,17 +393,19 @@ def run_demo(options: DemoOptions) -> DemoResult:
         return result
     finally:
         if keep:
-            stack.stop(except_names=("collapse-detector",))
+            stack.stop(except_names=("collapse-detector", SINK))
             stack.write_pids(run_dir)
             print(
-                "The collapse detector, Prometheus, Alertmanager and Kafka keep running; "
-                "stop them with `make stop`.",
+                "The collapse detector, Prometheus, Alertmanager, Kafka (and the TimescaleDB "
+                "sink and database) keep running; stop them with `make stop`.",
                 file=sys.stderr,
             )
         else:
             stack.stop()
             if monitoring is not None:
                 monitoring.stop()
+            if database is not None:
+                database.stop()
             if started_kafka:
                 kafka_script("stop", options.kafka_port)
 
@@ -431,6 +465,7 @@ def _as_json(result: DemoResult) -> dict[str, object]:
     body["policies"] = result.policies
     body["prometheus_firing"] = result.firing
     body["alertmanager_received"] = result.received
+    body["database"] = asdict(result.database) if result.database is not None else None
     return body
 
 
@@ -497,6 +532,8 @@ def format_monitoring(result: DemoResult) -> str:
         lines.append(f"Alertmanager received: {result.received} alert(s)")
     elif result.endpoints.get("prometheus alerts"):
         lines.append("Prometheus alerts firing: none")
+    if result.database is not None:
+        lines.extend(local_db.format_run_rows(result.database, result.summary.run_id))
     lines.append("Where to look (while the stack runs; --keep-running keeps it up):")
     lines.extend(f"  {name:<18} {url}" for name, url in result.endpoints.items())
     return "\n".join(lines)

@@ -64,3 +64,63 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+TIMESCALEDB_SCRIPT = REPO / "deploy" / "local" / "timescaledb" / "timescaledb.sh"
+
+
+class TimescaleServer:
+    """A real TimescaleDB of deploy/local/timescaledb/timescaledb.sh on a port of its own."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        self.port = port
+        self.env = {
+            **os.environ,
+            "TIMESCALEDB_PORT": str(port),
+            "TIMESCALEDB_DATA_DIR": str(data_dir),
+        }
+
+    def url(self, database: str = "tradingbot") -> str:
+        """Connection URL of ``database`` on this server."""
+        return f"postgresql://tradingbot:tradingbot@127.0.0.1:{self.port}/{database}"
+
+    def script(self, command: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``timescaledb.sh COMMAND`` for this server."""
+        return subprocess.run(
+            ["bash", str(TIMESCALEDB_SCRIPT), command],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+        )
+
+    def start(self, **env: str) -> None:
+        """Start the server (or check that it runs); fail the test if it cannot."""
+        started = self.script("start", **env)
+        if started.returncode != 0:
+            pytest.fail(f"the test TimescaleDB did not start:\n{started.stdout}\n{started.stderr}")
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown); its mounts go with its processes."""
+        stopped = self.script("stop")
+        if stopped.returncode != 0:
+            pytest.fail(f"the test TimescaleDB did not stop:\n{stopped.stdout}\n{stopped.stderr}")
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database ``name`` (dropping one of that name); its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def timescaledb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimescaleServer]:
+    """A real TimescaleDB started for this test session on a free port with a fresh data dir."""
+    server = TimescaleServer(free_ports(1)[0], tmp_path_factory.mktemp("timescaledb"))
+    server.start(TIMESCALEDB_FRESH="1")
+    try:
+        yield server
+    finally:
+        server.script("stop")

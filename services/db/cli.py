@@ -176,6 +176,8 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
+        if abs(value) < 1e-9:
+            return "0"
         return f"{value:,.6g}" if abs(value) < 1 else f"{value:,.2f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")

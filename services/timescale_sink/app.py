@@ -1,5 +1,7 @@
 """The sink loop: consume, decode, project into rows, write one batch, then commit the offsets.
 
+While a batch is written, the next one is read, decoded and projected.
+
 Offsets of its own consumer group are committed only after the batch's
 transaction has committed (and its dead letters are on the broker), so a
 crash at any point redelivers at most the last batch, which the upserts by
@@ -15,7 +17,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -36,8 +39,37 @@ from streams.codec import CODEC, CodecError
 SERVICE = "timescale-sink"
 log = logging.getLogger(SERVICE)
 T = TypeVar("T")
+IDLE_CHECK_S = 0.5
+"""How often an idle sink checks whether its rollups are due for a refresh."""
 Taken = tuple[ConsumerRecord, object]
 """A consumed record and its decoded event."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A batch read and projected, waiting to be written, and the positions after it."""
+
+    taken: list[Taken]
+    batch: Batch
+    positions: dict[TopicPartition, int]
+
+
+async def _next(
+    ready: asyncio.Queue[_Pending], reader: asyncio.Future[None], timeout_s: float
+) -> _Pending | None:
+    """The reader's next batch, None after ``timeout_s`` without one, or the reader's error."""
+    get = asyncio.ensure_future(ready.get())
+    either: list[asyncio.Future[object]] = [
+        cast("asyncio.Future[object]", f) for f in (get, reader)
+    ]
+    await asyncio.wait(either, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    if get.done():
+        return get.result()
+    get.cancel()
+    if reader.done():
+        reader.result()  # raises what stopped the reader
+        raise RuntimeError("the sink's reader stopped")
+    return None
 
 
 class TimescaleSink:
@@ -58,11 +90,19 @@ class TimescaleSink:
         self.path: str = ""
         """The schema's migration path, once the database has been reached."""
         self._dirty_since: float | None = None
+        self._refresh_wanted = False
+        self._refresh_task: asyncio.Task[None] | None = None
 
     async def serve(self) -> None:
         """Run until cancelled."""
         self.service_metrics.serve(self.sink.metrics_port, "TRADINGBOT_SINK_METRICS_PORT")
         await kafka.resilient(self._serve_once, SERVICE)
+
+    @property
+    def refresh_pending(self) -> bool:
+        """Whether a refresh of the daily rollups is asked for or running."""
+        task = self._refresh_task
+        return self._refresh_wanted or (task is not None and not task.done())
 
     async def _serve_once(self) -> None:
         cfg = self.config
@@ -74,47 +114,76 @@ class TimescaleSink:
                 consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=self.sink.group_id)
                 await kafka.start(consumer, cfg.bootstrap)
                 try:
-                    partitions = await kafka.assign(consumer, TOPICS, from_beginning=True)
-                    done = await kafka.committed(consumer, partitions)
-                    for tp, offset in done.items():
-                        consumer.seek(tp, offset)
-                    dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
-                    lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
-                    try:
-                        while True:
-                            records = await self._gather(consumer)
-                            if records:
-                                await self._take(records, store, dead)
-                            await self._commit(consumer, partitions, done)
-                            await self._maybe_refresh(store)
-                    finally:
-                        lag.cancel()
+                    await self._loop(consumer, store, producer)
                 finally:
                     await consumer.stop()
             finally:
                 await producer.stop()
         finally:
+            if self._refresh_task is not None:
+                self._refresh_task.cancel()
+                await asyncio.gather(self._refresh_task, return_exceptions=True)
+                self._refresh_task = None
             await store.close()
 
-    async def _commit(
+    async def _loop(
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        store: ProjectionStore,
+        producer: kafka.AIOKafkaProducer,
+    ) -> None:
+        """Read and decode the next batch while the last one is written, then commit it."""
+        partitions = await kafka.assign(consumer, TOPICS, from_beginning=True)
+        done = await kafka.committed(consumer, partitions)
+        for tp, offset in done.items():
+            consumer.seek(tp, offset)
+        dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+        ready: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=1)
+        reader = asyncio.ensure_future(self._read(consumer, partitions, done, dead, ready))
+        lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
+        try:
+            while True:
+                pending = await _next(ready, reader, IDLE_CHECK_S)
+                if pending is not None:
+                    if pending.taken:
+                        await self._write(pending.taken, pending.batch, store, dead)
+                    await dead.flush()
+                    moved = {tp: p for tp, p in pending.positions.items() if done.get(tp) != p}
+                    if moved:
+                        await consumer.commit(moved)
+                        done.update(moved)
+                self._check_refresh(store)
+        finally:
+            lag.cancel()
+            reader.cancel()
+            await asyncio.gather(reader, lag, return_exceptions=True)
+
+    async def _read(
         self,
         consumer: kafka.AIOKafkaConsumer,
         partitions: Sequence[TopicPartition],
         done: dict[TopicPartition, int],
+        dead: kafka.DeadLetters,
+        ready: asyncio.Queue[_Pending],
     ) -> None:
-        """Commit the consumer's positions that moved: every record before them is written.
+        """Gather, decode and project batches; hand each on with the positions after it.
 
         A position also moves past transaction markers, so a caught-up sink's
         committed offsets equal the partitions' end offsets.
         """
-        moved = {}
-        for tp in partitions:
-            position = await consumer.position(tp)
-            if position != done.get(tp):
-                moved[tp] = position
-        if moved:
-            await consumer.commit(moved)
-            done.update(moved)
+        seen = dict(done)
+        while True:
+            records = await self._gather(consumer)
+            taken: list[Taken] = []
+            for record in records:
+                try:
+                    taken.append((record, CODEC.decode(record.value)))
+                except CodecError as e:
+                    await dead.send(record, str(e))
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if records or positions != seen:
+                seen = positions
+                await ready.put(_Pending(taken, project(e for _, e in taken), positions))
 
     async def _open_store(self) -> ProjectionStore:
         if self.sink.migrate:
@@ -154,24 +223,14 @@ class TimescaleSink:
             records.extend(got)
         return records
 
-    async def _take(
-        self, records: Sequence[ConsumerRecord], store: ProjectionStore, dead: kafka.DeadLetters
-    ) -> None:
-        """Decode and write one batch; dead-letter what cannot be used; wait for the letters."""
-        taken: list[Taken] = []
-        for record in records:
-            try:
-                taken.append((record, CODEC.decode(record.value)))
-            except CodecError as e:
-                await dead.send(record, str(e))
-        await self._write(taken, store, dead)
-        await dead.flush()
-
     async def _write(
-        self, taken: Sequence[Taken], store: ProjectionStore, dead: kafka.DeadLetters
+        self,
+        taken: Sequence[Taken],
+        batch: Batch,
+        store: ProjectionStore,
+        dead: kafka.DeadLetters,
     ) -> None:
-        """Write the rows of ``taken``; on a refused row, halve until the bad record is alone."""
-        batch = project(event for _, event in taken)
+        """Write ``batch`` (the rows of ``taken``); on a refused row, halve to the bad record."""
         if not len(batch):
             return
         began = time.perf_counter()
@@ -183,13 +242,12 @@ class TimescaleSink:
                 log.warning("dead-lettering %s@%d: %s", record.topic, record.offset, e)
                 await dead.send(record, f"the database refused its rows: {e}")
                 return
-            half = len(taken) // 2
-            await self._write(taken[:half], store, dead)
-            await self._write(taken[half:], store, dead)
+            for half in (taken[: len(taken) // 2], taken[len(taken) // 2 :]):
+                await self._write(half, project(event for _, event in half), store, dead)
             return
         self._observe(batch, new, time.perf_counter() - began)
         if any(isinstance(event, PortfolioClosed) for _, event in taken):
-            await self._refresh(store)  # a run is complete: its daily rollups too
+            self._refresh_wanted = True  # a run is complete: its daily rollups too
 
     def _observe(self, batch: Batch, new: dict[str, int], seconds: float) -> None:
         m = self.metrics
@@ -204,16 +262,26 @@ class TimescaleSink:
         if any(new.values()) and self._dirty_since is None:
             self._dirty_since = time.monotonic()
 
-    async def _maybe_refresh(self, store: ProjectionStore) -> None:
+    def _check_refresh(self, store: ProjectionStore) -> None:
+        """Start a refresh in the background when one is due; raise what a finished one raised."""
+        task = self._refresh_task
+        if task is not None and task.done():
+            self._refresh_task = None
+            task.result()
         since = self._dirty_since
         if since is not None and time.monotonic() - since >= self.sink.refresh_interval_s:
-            await self._refresh(store)
+            self._refresh_wanted = True
+        if self._refresh_wanted and self._refresh_task is None:
+            self._refresh_task = asyncio.ensure_future(self._refresh(store))
 
     async def _refresh(self, store: ProjectionStore) -> None:
-        began = time.perf_counter()
-        await self._retry(store.refresh, "refreshing the daily rollups")
-        self._dirty_since = None
-        self.metrics.refresh_seconds.observe(time.perf_counter() - began)
+        """Refresh the rollups until no new refresh was asked for meanwhile (the loop goes on)."""
+        while self._refresh_wanted:
+            self._refresh_wanted = False
+            self._dirty_since = None
+            began = time.perf_counter()
+            await self._retry(store.refresh, "refreshing the daily rollups")
+            self.metrics.refresh_seconds.observe(time.perf_counter() - began)
 
     async def _retry(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``attempt`` again after transient database errors, backing off, up to ``retry_s``."""
@@ -240,17 +308,33 @@ class TimescaleSink:
             return result
 
 
-async def caught_up(bootstrap: str, group: str) -> bool:
-    """Whether sink group ``group`` has committed the end of every partition it reads."""
-    client = kafka.consumer(bootstrap, f"{SERVICE}-lag", group_id=group)
-    await kafka.start(client, bootstrap)
-    try:
-        partitions = await kafka.assign(client, TOPICS, from_beginning=True)
-        ends = await client.end_offsets(partitions)
-        done = await kafka.committed(client, partitions)
+class GroupWatch:
+    """Tells whether a sink group has committed the end of every partition the sink reads."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap = bootstrap
+        self.client = kafka.consumer(bootstrap, f"{SERVICE}-watch", group_id=group)
+        self.partitions: list[TopicPartition] = []
+
+    async def __aenter__(self) -> GroupWatch:
+        await kafka.start(self.client, self.bootstrap)
+        self.partitions = await kafka.assign(self.client, TOPICS, from_beginning=True)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.client.stop()
+
+    async def caught_up(self) -> bool:
+        """Whether the group's committed offsets are the partitions' end offsets."""
+        ends = await self.client.end_offsets(self.partitions)
+        done = await kafka.committed(self.client, self.partitions)
         return all(done.get(tp, 0) >= end for tp, end in ends.items())
-    finally:
-        await client.stop()
+
+
+async def caught_up(bootstrap: str, group: str) -> bool:
+    """Whether sink group ``group`` has committed the end of every partition it reads (once)."""
+    async with GroupWatch(bootstrap, group) as watch:
+        return await watch.caught_up()
 
 
 async def main() -> None:

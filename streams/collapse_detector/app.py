@@ -1,12 +1,21 @@
-"""The collapse detector: a faust app over ``agent.actions`` and the orders of the ledger.
+"""The collapse detector: a faust app over the decisions and order outcomes of the ledger.
 
 Per agent (and run) it keeps an ``ActionWindow`` of ``core.collapse`` (the
 last 1,000 actions, within 365 days of replay time), updates it for every
-action and fill, exports every statistic to Prometheus and emits
-``CollapseDetected`` / ``CollapseResolved`` on ``monitor.alerts`` when a
-threshold is crossed: one open alert per agent and metric, no storms.
+decision the portfolio manager recorded and every order outcome, exports every
+statistic to Prometheus and emits ``CollapseDetected`` / ``CollapseResolved``
+on ``monitor.alerts`` when a threshold is crossed: one open alert per agent
+and metric, no storms.
 
-State survives a restart: every action goes into a faust table slot with its
+The windows are fed from ``portfolio.events``, never from ``agent.actions``:
+a ``DecisionRecorded`` is an action the portfolio manager validated (known
+symbol, open step, one per step and symbol), so nothing it refused reaches a
+window. The ledger's decisions and fills are re-keyed by symbol onto
+``monitor.orders``, partitioned like the tables; they keep the ledger's order
+there, so a step's fills (which settle the decisions of the step before) come
+before its decisions.
+
+State survives a restart: every decision goes into a faust table slot with its
 sequence number (the changelog topic is the durable copy) and the windows are
 rebuilt from the slots on first use; the open alerts are a table too.
 """
@@ -15,26 +24,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from core.actions import ActionKind, classify
-from core.collapse import FILLED, PENDING, UNFILLED, ActionWindow, CollapseStats, evaluate
+from core.collapse import (
+    FILLED,
+    KINDS,
+    PENDING,
+    UNFILLED,
+    ActionWindow,
+    CollapseStats,
+    evaluate,
+)
 from core.events import (
-    AccountMarked,
-    ActionDecided,
     CollapseDetected,
     CollapseResolved,
+    DecisionRecorded,
     OrderFilled,
     OrderSkipped,
 )
@@ -42,31 +60,45 @@ from streams.codec import CODEC, CodecError, DeadLettered
 from streams.collapse_detector.config import DetectorConfig
 from streams.collapse_detector.metrics import DetectorMetrics
 from streams.metrics import metrics_host
-from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
+from streams.topics import MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
 
 SERVICE = "collapse-detector"
 log = logging.getLogger(SERVICE)
-KIND_LABEL = {ActionKind.HOLD: "hold", ActionKind.BUY: "buy", ActionKind.SELL: "sell"}
+TABLES = ("collapse-slots", "collapse-open")
+Alert = CollapseDetected | CollapseResolved
+LedgerInput = DecisionRecorded | OrderFilled | OrderSkipped
+"""What the windows take from the ledger."""
 
 
 class Detector:
-    """The detector's state and rules; the faust agents below only feed it."""
+    """The detector's state and rules; the faust agents below only feed it.
 
-    def __init__(self, config: DetectorConfig, metrics: DetectorMetrics, app: faust.App) -> None:
+    ``slots`` and ``open_alerts`` are the faust tables in the worker (any
+    mapping in tests): ``slots`` holds each agent's last ``window`` decisions
+    as ``[raw, kind, step, event_time, outcome, sequence]`` under
+    ``run|symbol|sequence % window``, ``open_alerts`` the severity of each open
+    alert under ``run|symbol|metric``.
+    """
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        metrics: DetectorMetrics,
+        slots: MutableMapping[str, Any],
+        open_alerts: MutableMapping[str, str],
+    ) -> None:
         self.config = config
         self.limits = config.thresholds()
         self.metrics = metrics
+        self.slots = slots
+        self.open = open_alerts
         self.windows: dict[str, ActionWindow] = {}
-        self.slots = app.Table(TABLES[0], default=None, partitions=AGENT_ACTIONS.partitions)
-        self.horizon: dict[str, int] = {}
-        """Per run, the last step whose orders are all known (the ledger marked the next)."""
         self.counts: dict[str, int] = {}
-        """Actions seen per agent (cached; the durable copy is the slots' sequence numbers)."""
-        self.open = app.Table(TABLES[1], default=str, partitions=AGENT_ACTIONS.partitions)
+        """Decisions seen per agent (cached; the durable copy is the slots' sequence numbers)."""
         self.window_label = f"{config.window} actions / {config.span_days:g} days"
 
     def window(self, key: str) -> ActionWindow:
-        """The agent's window, rebuilt from the table slots after a restart."""
+        """Return the agent's window, rebuilt from the table slots after a restart."""
         window = self.windows.get(key)
         if window is None:
             window = ActionWindow(self.config.window, self.config.span_ns)
@@ -76,33 +108,35 @@ class Detector:
                 window.add(raw=raw, kind=kind, step=step, event_time=event_time)
                 if outcome != PENDING:
                     window.settle(step, filled=outcome == FILLED)
+            if stored:  # as when the newest was added: the ones before it are all settled
+                window.settle_through(stored[-1][2] - 1)
             self.counts[key] = stored[-1][5] + 1 if stored else 0
             self.windows[key] = window
         return window
 
-    def on_action(self, action: ActionDecided) -> list[CollapseDetected | CollapseResolved]:
-        """Take one action into its agent's window; return the alert events it causes."""
-        key = f"{action.run_id}|{action.symbol}"
-        kind = int(classify([action.smoothed], self.config.hold_threshold)[0])
+    def on_decision(self, decision: DecisionRecorded) -> list[Alert]:
+        """Take one recorded decision into its agent's window; return the alerts it causes."""
+        key = f"{decision.run_id}|{decision.symbol}"
         window = self.window(key)
-        if window.last_step is not None and action.step <= window.last_step:
+        if window.last_step is not None and decision.step <= window.last_step:
             return []  # redelivered after a restart (at-least-once): already counted
-        window.add(raw=action.raw, kind=kind, step=action.step, event_time=action.event_time)
+        # The ledger writes a step's fills before its decisions, so every order
+        # of an earlier decision is known by now: the rest did not fill.
+        window.settle_through(decision.step - 1)
+        kind = KINDS.index(decision.kind)
+        window.add(raw=decision.raw, kind=kind, step=decision.step, event_time=decision.event_time)
         count = self.counts[key]
         self.slots[f"{key}|{count % self.config.window}"] = [
-            action.raw, kind, action.step, action.event_time, PENDING, count,
+            decision.raw, kind, decision.step, decision.event_time, PENDING, count,
         ]  # fmt: skip
         self.counts[key] = count + 1
-        window.settle_through(self.horizon.get(action.run_id, -1))
         stats = window.stats()
-        self.metrics.observe(action.symbol, stats)
+        self.metrics.observe(decision.symbol, stats)
         self.metrics.actions.inc()
-        return self._alerts(action, key, stats)
+        return self._alerts(decision, key, stats)
 
-    def on_order(
-        self, order: OrderFilled | OrderSkipped
-    ) -> list[CollapseDetected | CollapseResolved]:
-        """Settle the action whose order filled or was skipped (decided one step before)."""
+    def on_order(self, order: OrderFilled | OrderSkipped) -> list[Alert]:
+        """Settle the decision whose order filled or was skipped (decided one step before)."""
         key = f"{order.run_id}|{order.symbol}"
         window = self.window(key)
         step = order.step - 1
@@ -115,38 +149,31 @@ class Detector:
                 if slot is not None and slot[2] == step:
                     self.slots[slot_key] = [*slot[:4], FILLED if filled else UNFILLED, slot[5]]
                     break
-        window.settle_through(self.horizon.get(order.run_id, -1))
         stats = window.stats()
         self.metrics.trade_frequency.labels(order.symbol).set(stats.trade_frequency)
         return self._alerts(order, key, stats)  # the trade frequency moves with orders
 
-    def on_marked(self, marked: AccountMarked) -> None:
-        """The ledger marked ``step``: the orders of step - 1 are all known."""
-        self.horizon[marked.run_id] = max(self.horizon.get(marked.run_id, -1), marked.step - 1)
-
-    def _alerts(
-        self, action: ActionDecided | OrderFilled | OrderSkipped, key: str, stats: CollapseStats
-    ) -> list[CollapseDetected | CollapseResolved]:
-        """Open or resolve alerts for the agent's window; ``action`` is the cause."""
-        events: list[CollapseDetected | CollapseResolved] = []
+    def _alerts(self, cause: LedgerInput, key: str, stats: CollapseStats) -> list[Alert]:
+        """Open or resolve alerts for the agent's window; ``cause`` is the event that moved it."""
+        events: list[Alert] = []
         for metric, breach in evaluate(stats, self.limits).items():
             open_key = f"{key}|{metric}"
-            open_severity = self.open[open_key]
+            open_severity = self.open.get(open_key, "")
             common: dict[str, Any] = {
-                "cause_id": action.event_id,
-                "run_id": action.run_id,
-                "event_time": action.event_time,
-                "agent": action.symbol,
+                "cause_id": cause.event_id,
+                "run_id": cause.run_id,
+                "event_time": cause.event_time,
+                "agent": cause.symbol,
                 "metric": metric,
                 "window": self.window_label,
                 "actions": stats.actions,
             }
             if breach is not None and breach.severity != open_severity:
                 if open_severity:
-                    self.metrics.collapse_open.labels(action.symbol, metric, open_severity).set(0)
+                    self.metrics.collapse_open.labels(cause.symbol, metric, open_severity).set(0)
                 events.append(
                     CollapseDetected(
-                        event_id=f"{action.event_id}/collapse/{metric}/{breach.severity}",
+                        event_id=f"{cause.event_id}/collapse/{metric}/{breach.severity}",
                         severity=breach.severity,
                         value=float(breach.value),
                         threshold=float(breach.threshold),
@@ -154,12 +181,12 @@ class Detector:
                     )
                 )
                 self.open[open_key] = breach.severity
-                self.metrics.collapse_open.labels(action.symbol, metric, breach.severity).set(1)
-                self.metrics.alerts.labels(action.symbol, metric, breach.severity).inc()
+                self.metrics.collapse_open.labels(cause.symbol, metric, breach.severity).set(1)
+                self.metrics.alerts.labels(cause.symbol, metric, breach.severity).inc()
             elif breach is None and open_severity:
                 events.append(
                     CollapseResolved(
-                        event_id=f"{action.event_id}/resolved/{metric}",
+                        event_id=f"{cause.event_id}/resolved/{metric}",
                         severity=open_severity,
                         value=_value(stats, metric),
                         threshold=_threshold(self.limits, metric, open_severity),
@@ -167,7 +194,7 @@ class Detector:
                     )
                 )
                 self.open[open_key] = ""
-                self.metrics.collapse_open.labels(action.symbol, metric, open_severity).set(0)
+                self.metrics.collapse_open.labels(cause.symbol, metric, open_severity).set(0)
         return events
 
 
@@ -194,8 +221,24 @@ def _threshold(limits: Any, metric: str, severity: str) -> float:
     )
 
 
-def create_app(config: DetectorConfig | None = None) -> faust.App:
-    """The faust app with its topics, tables and agents."""
+def watched(record: object, config: DetectorConfig) -> TypeGuard[LedgerInput]:
+    """Whether ``record`` of the ledger feeds a window: a decision or order of the watched run."""
+    return isinstance(record, DecisionRecorded | OrderFilled | OrderSkipped) and (
+        not config.run_id or record.run_id == config.run_id
+    )
+
+
+def ledger_problem(record: LedgerInput) -> str | None:
+    """Why a ledger record cannot feed a window, or None (the ledger's writer has a bug)."""
+    if isinstance(record, DecisionRecorded) and record.kind not in KINDS:
+        return f"decision kind {record.kind[:50]!r} is not one of {', '.join(KINDS)}"
+    return None
+
+
+def create_app(
+    config: DetectorConfig | None = None, registry: CollectorRegistry | None = None
+) -> faust.App:
+    """Build the faust app with its topics, tables and agents; metrics go to ``registry``."""
     config = config or DetectorConfig()
     datadir = Path(tempfile.gettempdir()) / "tradingbot-faust" / config.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -203,27 +246,33 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
         config.app_id,
         broker=f"kafka://{config.bootstrap}",
         store="memory://",
-        topic_partitions=AGENT_ACTIONS.partitions,
+        topic_partitions=MONITOR_ORDERS.partitions,
         topic_allow_declare=True,
-        web_enabled=False,
+        web_enabled=bool(config.web_port),
+        web_port=config.web_port or 6066,
+        web_bind=metrics_host(),
         web_host="127.0.0.1",
         datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=100,
         broker_commit_interval=0.5,
     )
-    registry = CollectorRegistry()
-    metrics = DetectorMetrics(registry)
-    detector = Detector(config, metrics, app)
+    metrics = DetectorMetrics(registry or CollectorRegistry())
+    # Every table is fed only by monitor.orders: co-partitioned with it.
+    detector = Detector(
+        config,
+        metrics,
+        app.Table(TABLES[0], default=None, partitions=MONITOR_ORDERS.partitions),
+        app.Table(TABLES[1], default=str, partitions=MONITOR_ORDERS.partitions),
+    )
 
     def topic(name: str, partitions: int | None = None) -> Any:
         return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
 
-    actions = topic(AGENT_ACTIONS.name)
     ledger = topic(PORTFOLIO_EVENTS.name)
-    orders = topic(MONITOR_ORDERS.name, MONITOR_ORDERS.partitions)
+    by_symbol = topic(MONITOR_ORDERS.name, MONITOR_ORDERS.partitions)
     alerts = topic(MONITOR_ALERTS.name)
-    dead_topics = {t: topic(f"{t}.dlq") for t in (AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name)}
+    dead_topics = {t.name: topic(t.dlq) for t in (PORTFOLIO_EVENTS, MONITOR_ORDERS)}
     for source in dead_topics:
         metrics.dead_letters.labels(SERVICE, source)  # a series at 0 before any letter
 
@@ -241,57 +290,86 @@ def create_app(config: DetectorConfig | None = None) -> faust.App:
         await dead_topics[topic].send(key=event.key, value=CODEC.encode(letter))
         metrics.dead_letters.labels(SERVICE, topic).inc()
 
-    @app.agent(actions)
-    async def watch_actions(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                action = CODEC.decode_as(event.value, ActionDecided)
-            except CodecError as e:
-                await dead_letter(event, AGENT_ACTIONS.name, str(e))
-                continue
-            if config.run_id and action.run_id != config.run_id:
-                continue
-            for alert in detector.on_action(action):
-                await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
-            metrics.event_lag.set(max(0.0, time.time() - event.message.timestamp))
-
     @app.agent(ledger)
-    async def rekey_orders(stream: Any) -> None:
+    async def rekey_ledger(stream: Any) -> None:
+        # One ledger partition, read in order: each symbol's records stay in ledger order.
         async for event in stream.events():
             try:
-                order = CODEC.decode(event.value)
+                record = CODEC.decode(event.value)
             except CodecError as e:
                 await dead_letter(event, PORTFOLIO_EVENTS.name, str(e))
                 continue
-            if not isinstance(order, OrderFilled | OrderSkipped | AccountMarked):
+            if not watched(record, config):
                 continue
-            if config.run_id and order.run_id != config.run_id:
+            problem = ledger_problem(record)
+            if problem is not None:
+                await dead_letter(event, PORTFOLIO_EVENTS.name, problem)
                 continue
-            if isinstance(order, AccountMarked):  # every partition learns the horizon
-                for partition in range(MONITOR_ORDERS.partitions):
-                    await orders.send(key=None, value=event.value, partition=partition)
+            await by_symbol.send(
+                key=record.symbol.encode(),
+                value=event.value,
+                timestamp=event.message.timestamp,
+                force=True,
+            )
+
+    @app.agent(by_symbol)
+    async def watch(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                record = CODEC.decode(event.value)
+            except CodecError as e:
+                await dead_letter(event, MONITOR_ORDERS.name, str(e))
+                continue
+            if not watched(record, config):
+                continue
+            problem = ledger_problem(record)
+            if problem is not None:
+                await dead_letter(event, MONITOR_ORDERS.name, problem)
+                continue
+            if isinstance(record, DecisionRecorded):
+                raised = detector.on_decision(record)
+                metrics.event_lag.set(max(0.0, time.time() - event.message.timestamp))
             else:
-                await orders.send(key=order.symbol.encode(), value=event.value)
-
-    @app.agent(orders)
-    async def watch_orders(stream: Any) -> None:
-        async for value in stream:
-            order = CODEC.decode(value)
-            if isinstance(order, OrderFilled | OrderSkipped):
-                for alert in detector.on_order(order):
-                    await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
-            elif isinstance(order, AccountMarked):
-                detector.on_marked(order)
-
-    @app.task
-    async def serve_metrics() -> None:
-        if config.metrics_port:
-            start_http_server(config.metrics_port, addr=metrics_host(), registry=registry)
+                raised = detector.on_order(record)
+            for alert in raised:
+                await alerts.send(key=alert.agent.encode(), value=CODEC.encode(alert))
 
     return app
 
 
-TABLES = ("collapse-slots", "collapse-open")
+class Refused(RuntimeError):
+    """A condition the operator must fix before the worker can start (the message says how)."""
+
+
+def serve_metrics(port: int, registry: CollectorRegistry) -> None:
+    """Serve /metrics on ``port`` of ``metrics_host()`` (0: not served); refuse a taken port."""
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=metrics_host(), registry=registry)
+    except OSError as e:
+        raise Refused(_port_taken(port, "/metrics", "TRADINGBOT_DETECTOR_METRICS_PORT", e)) from e
+
+
+def check_web_port(port: int) -> None:
+    """Refuse to start when faust's web server port (0: none) is taken."""
+    if not port:
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind((metrics_host(), port))
+        except OSError as e:
+            raise Refused(
+                _port_taken(port, "faust's web server", "TRADINGBOT_DETECTOR_WEB_PORT", e)
+            ) from e
+
+
+def _port_taken(port: int, what: str, setting: str, e: OSError) -> str:
+    why = "is in use" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
+    return (
+        f"port {port} for {what} {why}; stop what holds it or set {setting} to a free port"
+        " (0: none)"
+    )
 
 
 async def ensure_changelogs(config: DetectorConfig) -> None:
@@ -302,13 +380,25 @@ async def ensure_changelogs(config: DetectorConfig) -> None:
     crash on its first write to that table.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id=SERVICE)
-    await admin.start()
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)  # a failed connection is the refusal's one line
+    try:
+        await admin.start()
+    except KafkaConnectionError as e:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        raise Refused(
+            f"Kafka at {config.bootstrap} does not answer; start it or set TRADINGBOT_BOOTSTRAP"
+        ) from e
+    finally:
+        client_log.setLevel(level)
     try:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
                 f"{config.app_id}-{table}-changelog",
-                AGENT_ACTIONS.partitions,
+                MONITOR_ORDERS.partitions,
                 1,
                 topic_configs={"cleanup.policy": "compact"},
             )
@@ -323,10 +413,23 @@ async def ensure_changelogs(config: DetectorConfig) -> None:
 
 
 def main() -> None:
-    """Run the worker: ``python -m streams.collapse_detector`` (faust's worker options)."""
-    asyncio.run(ensure_changelogs(DetectorConfig()))
+    """Run the worker: ``python -m streams.collapse_detector`` (faust's worker options).
+
+    A port in use or a broker that does not answer is one line on stderr and
+    exit code 2, before the worker starts.
+    """
+    config = DetectorConfig()
+    registry = CollectorRegistry()
+    try:
+        check_web_port(config.web_port)
+        serve_metrics(config.metrics_port, registry)
+        asyncio.run(ensure_changelogs(config))
+    except Refused as e:
+        print(f"{SERVICE}: {e}", file=sys.stderr)
+        sys.exit(2)
     if len(sys.argv) == 1:
         level = os.environ.get("TRADINGBOT_LOG_LEVEL", "warn").lower()
-        # No faust web server: metrics are served by prometheus_client on 127.0.0.1.
-        sys.argv += ["worker", "--without-web", "--loglevel", {"warning": "warn"}.get(level, level)]
-    create_app().main()
+        # Metrics are served by prometheus_client; faust's web server only on request.
+        web = ["--web-port", str(config.web_port)] if config.web_port else ["--without-web"]
+        sys.argv += ["worker", *web, "--loglevel", {"warning": "warn"}.get(level, level)]
+    create_app(config, registry).main()

@@ -29,8 +29,8 @@ class DetectorConfig(BaseSettings):
     """Event-time window: actions older than this (replay time) leave the window too."""
     metrics_port: int = Field(9104, ge=0, le=65535)
     """Port of /metrics on 127.0.0.1 (0: none)."""
-    hold_threshold: float = Field(0.1, gt=0, lt=1)
-    """Hold zone of the rules, to tell buy / sell / hold from the smoothed action."""
+    web_port: int = Field(0, ge=0, le=65535)
+    """Port of faust's web server on 127.0.0.1 (0: none, the default)."""
     dominance: float = _PLAN.dominance
     diversity: float = _PLAN.diversity
     diversity_critical: float = _PLAN.diversity_critical

@@ -50,11 +50,13 @@ class DetectorMetrics:
             registry=registry,
         )
         self.actions = Counter(
-            "tradingbot_detector_actions", "Actions processed", registry=registry
+            "tradingbot_detector_actions",
+            "Actions processed (decisions the portfolio manager recorded)",
+            registry=registry,
         )
         self.event_lag = Gauge(
             "tradingbot_detector_event_lag_seconds",
-            "Wall time since the newest processed action was produced",
+            "Wall time since the newest processed decision was written to the ledger",
             registry=registry,
         )
         self.dead_letters = Counter(

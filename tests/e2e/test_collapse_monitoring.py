@@ -7,8 +7,10 @@ runs as its own worker process and is restarted in the middle of the run.
 Prometheus scrapes every service; Alertmanager routes to a webhook receiver
 in this test.
 
-The bound: a collapsed agent raises ``CollapseDetected`` once its window
-holds ``min_actions`` (50) actions, i.e. by its 50th action.
+The detector's windows are fed by the decisions the portfolio manager
+recorded on the ledger. The bound: a collapsed agent raises
+``CollapseDetected`` once its window holds ``min_actions`` (50) actions, i.e.
+by its 50th action.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from services.monitoring import (
 )
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
-from streams.topics import AGENT_ACTIONS, MONITOR_ORDERS, PORTFOLIO_EVENTS, SIM_CLOCK
+from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
+from streams.topics import SIM_CLOCK
 
 SYMBOLS, STEPS, EVERY, RESTART_AT = 12, 120, 4, 60
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +157,7 @@ def monitored_run(
         start_group_at_end(
             kafka_bootstrap,
             group,
-            [AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name],
+            list(DETECTOR_INPUTS),
         )
     )
     detector = _detector(env, log)

@@ -98,8 +98,26 @@ def test_demo_prints_the_summary_it_wrote(demo_run: dict[str, object]) -> None:
 def test_demo_stops_every_service_process_it_started(demo_run: dict[str, object]) -> None:
     assert demo_run["complete"] is True
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    modules = ("services.market_replay", "services.symbol_agent", "services.portfolio_manager")
+    modules = (
+        "services.market_replay",
+        "services.symbol_agent",
+        "services.portfolio_manager",
+        "services.timescale_sink",
+    )
     assert not [line for line in ps.splitlines() if any(m in line for m in modules)], ps
+
+
+def test_demo_projects_its_run_into_timescaledb_and_says_how_to_connect(
+    demo_run: dict[str, object],
+) -> None:
+    database = demo_run["database"]
+    assert isinstance(database, dict)
+    rows = database["rows"]
+
+    assert rows["bars"] == rows["actions"] == rows["decisions"] == SYMBOLS * STEPS
+    assert rows["fills"] == rows["rl_trades"] == demo_run["trades"]
+    assert rows["marks"] == STEPS and rows["runs"] == 1
+    assert f"connect: psql {database['url']}" in str(demo_run["_stdout"])
 
 
 def test_demo_with_an_unknown_dataset_fails_with_a_clear_message(tmp_path: Path) -> None:

@@ -96,8 +96,11 @@ def test_compose_config_loads_every_rule_file_and_scrapes_every_service() -> Non
     targets = {t: g["labels"]["service"] for g in job["static_configs"] for t in g["targets"]}
     doc = METRICS_DOC.read_text()
     assert sorted(targets.values()) == sorted(
-        ["market-replay", "symbol-agent", "portfolio-manager", "collapse-detector", "trainer"]
-    )
+        [
+            "market-replay", "symbol-agent", "portfolio-manager", "collapse-detector", "trainer",
+            "timescale-sink",
+        ]
+    )  # fmt: skip
     for target, service in targets.items():
         host, port = target.split(":")
         assert host == service

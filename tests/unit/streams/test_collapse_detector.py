@@ -1,0 +1,244 @@
+"""The collapse detector's rules over ledger records, with plain dicts for its faust tables."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from core.events import (
+    CollapseDetected,
+    DecisionRecorded,
+    OrderFilled,
+    OrderSkipped,
+    PortfolioClosed,
+    event_id,
+)
+from streams.collapse_detector.app import (
+    Detector,
+    Refused,
+    check_web_port,
+    ledger_problem,
+    serve_metrics,
+    watched,
+)
+from streams.collapse_detector.config import DetectorConfig
+from streams.collapse_detector.metrics import DetectorMetrics
+
+RUN = "unit-run"
+DAY = 86_400 * 1_000_000_000
+
+
+def decision(
+    step: int, raw: float = 0.25, kind: str = "buy", symbol: str = "AAA", run: str = RUN
+) -> DecisionRecorded:
+    return DecisionRecorded(
+        event_id=event_id(run, step, "decision", symbol),
+        cause_id=event_id(run, step, "action", symbol),
+        run_id=run,
+        event_time=1_700_000_000 * 10**9 + step * DAY,
+        symbol=symbol,
+        step=step,
+        raw=raw,
+        smoothed=raw,
+        kind=kind,
+        policy="unit",
+        policy_version="1",
+    )
+
+
+def filled(decided_at: int, symbol: str = "AAA") -> OrderFilled:
+    step = decided_at + 1
+    return OrderFilled(
+        event_id=event_id(RUN, step, "fill", symbol),
+        cause_id=event_id(RUN, decided_at, "decision", symbol),
+        run_id=RUN,
+        event_time=1_700_000_000 * 10**9 + step * DAY,
+        symbol=symbol,
+        step=step,
+        side="buy",
+        quantity=1.0,
+        price=10.0,
+        notional=10.0,
+        fee=0.01,
+        requested_quantity=1.0,
+        clipped_by=(),
+    )
+
+
+def skipped(decided_at: int, symbol: str = "AAA") -> OrderSkipped:
+    step = decided_at + 1
+    return OrderSkipped(
+        event_id=event_id(RUN, step, "skip", symbol),
+        cause_id=event_id(RUN, decided_at, "decision", symbol),
+        run_id=RUN,
+        event_time=1_700_000_000 * 10**9 + step * DAY,
+        symbol=symbol,
+        step=step,
+        side="buy",
+        reason="min_trade_value",
+        requested_quantity=1.0,
+    )
+
+
+class Tables:
+    """The detector's two tables as dicts: what the changelog would restore."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, Any] = {}
+        self.open: dict[str, str] = {}
+
+    def detector(self, **settings: Any) -> Detector:
+        config = DetectorConfig(**settings)
+        return Detector(config, DetectorMetrics(CollectorRegistry()), self.slots, self.open)
+
+
+def healthy_raw(step: int) -> float:
+    """Spread over every bin, never twice the same value in a row."""
+    return round(-0.95 + (step * 7 % 20) / 10.5, 6)
+
+
+def test_an_always_buy_small_agent_raises_its_alerts_at_its_50th_decision() -> None:
+    detector = Tables().detector()
+
+    raised: dict[int, list[Any]] = {}
+    for step in range(60):
+        raised[step] = detector.on_decision(decision(step))
+        raised[step] += detector.on_order(filled(decided_at=step))
+
+    first = min(step for step, alerts in raised.items() if alerts)
+    assert first == 49
+    assert {(a.metric, a.severity) for a in raised[49] if isinstance(a, CollapseDetected)} == {
+        ("dominance", "warning"),
+        ("entropy", "critical"),
+        ("repeats", "warning"),
+    }
+    assert all(a.actions == 50 for a in raised[49])
+    assert not any(raised[step] for step in range(50, 60))  # one open alert per metric
+
+
+def test_a_healthy_agent_raises_no_alert() -> None:
+    detector = Tables().detector(trade_frequency=0)
+
+    alerts = [
+        a for step in range(200) for a in detector.on_decision(decision(step, healthy_raw(step)))
+    ]
+
+    assert alerts == []
+
+
+def test_a_redelivered_decision_is_counted_once() -> None:
+    detector = Tables().detector()
+    for step in range(10):
+        detector.on_decision(decision(step, healthy_raw(step)))
+
+    for step in range(5, 10):
+        assert detector.on_decision(decision(step, healthy_raw(step))) == []
+
+    assert len(detector.window(f"{RUN}|AAA")) == 10
+
+
+def test_a_fill_settles_the_decision_of_the_step_before_as_filled() -> None:
+    detector = Tables().detector()
+    detector.on_decision(decision(0))
+
+    detector.on_order(filled(decided_at=0))
+
+    stats = detector.window(f"{RUN}|AAA").stats()
+    assert (stats.settled, stats.trade_frequency) == (1, 1.0)
+
+
+def test_a_decision_without_a_fill_settles_unfilled_at_the_agents_next_decision() -> None:
+    detector = Tables().detector()
+    window = detector.window(f"{RUN}|AAA")
+    detector.on_decision(decision(0))
+    detector.on_order(filled(decided_at=0))
+    detector.on_decision(decision(1, 0.0, "hold"))
+    pending = window.stats()
+
+    detector.on_decision(decision(2))  # the ledger wrote step 2's fills before it
+    settled = window.stats()
+
+    assert (pending.settled, pending.trade_frequency) == (1, 1.0)
+    assert (settled.settled, settled.trade_frequency) == (2, 0.5)
+
+
+def test_an_agent_that_never_fills_raises_the_trade_frequency_alert() -> None:
+    detector = Tables().detector()
+    raised = []
+    for step in range(60):
+        raised += detector.on_decision(decision(step, healthy_raw(step)))
+        raised += detector.on_order(skipped(decided_at=step))
+
+    assert [(a.metric, a.actions) for a in raised] == [("trade_frequency", 50)]
+
+
+def test_a_restarted_detector_continues_its_windows_and_open_alerts_from_the_tables() -> None:
+    tables = Tables()
+    first = tables.detector()
+    for step in range(60):
+        first.on_decision(decision(step))
+        first.on_order(filled(decided_at=step))
+
+    restarted = tables.detector()
+    rebuilt = restarted.window(f"{RUN}|AAA").stats()
+    raised = [a for step in range(60, 70) for a in restarted.on_decision(decision(step))]
+
+    assert rebuilt == first.window(f"{RUN}|AAA").stats()
+    assert (rebuilt.actions, rebuilt.settled, rebuilt.trade_frequency) == (60, 60, 1.0)
+    assert raised == []  # the open alerts came back with their table
+    assert len(restarted.window(f"{RUN}|AAA")) == 70
+
+
+def test_a_full_window_keeps_its_last_decisions_across_a_restart() -> None:
+    tables = Tables()
+    first = tables.detector(window=50)
+    for step in range(120):
+        first.on_decision(decision(step, healthy_raw(step)))
+
+    restarted = tables.detector(window=50)
+
+    assert len(tables.slots) == 50
+    assert restarted.window(f"{RUN}|AAA").stats() == first.window(f"{RUN}|AAA").stats()
+
+
+def test_only_decisions_and_orders_of_the_watched_run_feed_the_windows() -> None:
+    config = DetectorConfig(run_id=RUN)
+    closed = PortfolioClosed(
+        event_id="x", cause_id="x", run_id=RUN, event_time=0, steps=1, final_equity=1.0
+    )
+
+    assert watched(decision(0), config)
+    assert watched(filled(0), config)
+    assert watched(skipped(0), config)
+    assert not watched(decision(0, run="another-run"), config)
+    assert not watched(closed, config)
+    assert watched(decision(0, run="another-run"), DetectorConfig())
+
+
+def test_a_decision_of_an_unknown_kind_is_refused_with_the_reason() -> None:
+    assert ledger_problem(decision(0, kind="short")) == (
+        "decision kind 'short' is not one of hold, buy, sell"
+    )
+    assert ledger_problem(decision(0)) is None
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_a_taken_metrics_port_is_refused_naming_its_setting(listening_port: int) -> None:
+    with pytest.raises(Refused, match=f"port {listening_port} .*TRADINGBOT_DETECTOR_METRICS_PORT"):
+        serve_metrics(listening_port, CollectorRegistry())
+
+
+def test_a_taken_web_port_is_refused_naming_its_setting(listening_port: int) -> None:
+    with pytest.raises(Refused, match=f"port {listening_port} .*TRADINGBOT_DETECTOR_WEB_PORT"):
+        check_web_port(listening_port)
