@@ -1,13 +1,14 @@
 """Collapse-detector throughput and detection delay, on a real broker and faust worker.
 
 Run with ``make bench`` (or ``.venv/bin/python -m benchmarks.detector``). It starts
-its own Kafka on a free port, publishes ``--actions`` actions of ``--agents``
-agents (one of them collapsed from ``--collapse-at`` on), starts the worker
-and measures:
+its own Kafka on a free port, records ``--per-agent`` decisions of each of
+``--agents`` agents (one of them collapsed from ``--collapse-at`` on) on the
+ledger, one transaction per step as the portfolio manager writes them, starts
+the worker and measures:
 
-- throughput: actions per second from the worker's start to its consumer
-  group having committed the end of ``agent.actions`` (startup included, and
-  reported apart);
+- throughput: actions (recorded decisions) per second from the worker's start
+  to its consumer groups having read the ledger and its re-keyed copy to the
+  end (startup included);
 - detection delay: actions of the collapsed agent from its first collapsed
   action to its ``CollapseDetected``, and the seconds from the worker
   reading that first collapsed action to the alert on ``monitor.alerts``.
@@ -35,36 +36,40 @@ from pathlib import Path
 import numpy as np
 
 from core.actions import classify
-from core.collapse import ActionWindow, CollapseThresholds, evaluate
-from core.events import ActionDecided, CollapseDetected
-from services.kafka import create_topics, producer, publish_keyed, read_run, start
-from services.monitoring import start_group_at_end, wait_for_group
-from streams.topics import AGENT_ACTIONS, MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
+from core.collapse import KINDS, ActionWindow, CollapseThresholds, evaluate
+from core.events import CollapseDetected, DecisionRecorded, event_id
+from services.kafka import create_topics, read_run, start, transactional_producer
+from services.monitoring import start_detector_at_end, start_group_at_end, wait_for_detector
+from streams.codec import CODEC
+from streams.topics import MONITOR_ALERTS, PORTFOLIO_EVENTS
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
 DAY = 86_400 * 1_000_000_000
 
 
-def actions(run_id: str, agents: int, per_agent: int, collapse_at: int) -> list[ActionDecided]:
-    """Healthy random actions; agent 0 answers 0.25 from ``collapse_at`` on."""
+def decisions(run_id: str, agents: int, per_agent: int, collapse_at: int) -> list[DecisionRecorded]:
+    """Healthy random decisions; agent 0 answers 0.25 from ``collapse_at`` on."""
     rng = np.random.default_rng(0)
     out = []
     for step in range(per_agent):
         raw = rng.uniform(-1, 1, size=agents)
         if step >= collapse_at:
             raw[0] = 0.25
+        kinds = classify(raw, 0.1)
         for j in range(agents):
+            symbol = f"S{j:03d}"
             out.append(
-                ActionDecided(
-                    event_id=f"{run_id}/{step}/action/S{j:03d}",
-                    cause_id="bench",
+                DecisionRecorded(
+                    event_id=event_id(run_id, step, "decision", symbol),
+                    cause_id=event_id(run_id, step, "action", symbol),
                     run_id=run_id,
                     event_time=1_250_000_000_000_000_000 + step * DAY // 24,
-                    symbol=f"S{j:03d}",
+                    symbol=symbol,
                     step=step,
                     raw=float(raw[j]),
                     smoothed=float(raw[j]),
+                    kind=KINDS[int(kinds[j])],
                     policy="bench",
                     policy_version="1",
                 )
@@ -72,30 +77,28 @@ def actions(run_id: str, agents: int, per_agent: int, collapse_at: int) -> list[
     return out
 
 
-def baseline(events: list[ActionDecided]) -> float:
+def baseline(events: list[DecisionRecorded]) -> float:
     """Seconds to fold the actions through the statistics in plain Python."""
     began = time.perf_counter()
     windows: dict[str, ActionWindow] = {}
     limits = CollapseThresholds()
     for a in events:
         w = windows.setdefault(a.symbol, ActionWindow(1000, 365 * DAY))
-        w.add(
-            raw=a.raw,
-            kind=int(classify([a.smoothed], 0.1)[0]),
-            step=a.step,
-            event_time=a.event_time,
-        )
+        w.settle_through(a.step - 1)
+        w.add(raw=a.raw, kind=KINDS.index(a.kind), step=a.step, event_time=a.event_time)
         evaluate(w.stats(), limits)
     return time.perf_counter() - began
 
 
-async def publish(bootstrap: str, events: list[ActionDecided]) -> None:
-    client = producer(bootstrap, "bench")
+async def publish(bootstrap: str, events: list[DecisionRecorded], agents: int) -> None:
+    """Write the decisions on the ledger, one transaction per step."""
+    client = transactional_producer(bootstrap, "bench", f"bench-{events[0].run_id}")
     await start(client, bootstrap)
     try:
-        for i in range(0, len(events), 2000):
-            chunk = events[i : i + 2000]
-            await publish_keyed(client, AGENT_ACTIONS.name, [(a.symbol, a) for a in chunk])
+        for i in range(0, len(events), agents):
+            async with client.transaction():
+                for d in events[i : i + agents]:
+                    await client.send(PORTFOLIO_EVENTS.name, CODEC.encode(d), key=b"bench")
     finally:
         await client.stop()
 
@@ -111,7 +114,7 @@ def _broker(port: int) -> Iterator[str]:
             bootstrap = f"127.0.0.1:{port}"
             asyncio.run(create_topics(bootstrap))
             # The first consumer group creates __consumer_offsets: let that settle first.
-            asyncio.run(start_group_at_end(bootstrap, "bench-warm-up", [AGENT_ACTIONS.name]))
+            asyncio.run(start_group_at_end(bootstrap, "bench-warm-up", [PORTFOLIO_EVENTS.name]))
             time.sleep(5)
             yield bootstrap
         finally:
@@ -131,17 +134,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     run_id = f"bench-detector-{int(time.time())}"
-    events = actions(run_id, args.agents, args.per_agent, args.collapse_at)
+    events = decisions(run_id, args.agents, args.per_agent, args.collapse_at)
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap or stack.enter_context(_broker(args.port))
         group = f"collapse-detector-{run_id}"
         asyncio.run(create_topics(bootstrap))
-        asyncio.run(
-            start_group_at_end(
-                bootstrap, group, [AGENT_ACTIONS.name, PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name]
-            )
-        )
-        asyncio.run(publish(bootstrap, events))
+        asyncio.run(start_detector_at_end(bootstrap, group))
+        asyncio.run(publish(bootstrap, events, args.agents))
         worker_env = {
             **os.environ,
             "TRADINGBOT_BOOTSTRAP": bootstrap,
@@ -156,14 +155,14 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            asyncio.run(wait_for_group(bootstrap, group, timeout_s=900))
+            asyncio.run(wait_for_detector(bootstrap, group, timeout_s=900))
             total = time.perf_counter() - began
         finally:
             worker.terminate()
             worker.wait(timeout=60)
         alerts = asyncio.run(read_run(bootstrap, MONITOR_ALERTS.name, run_id))
     first = [a for a in alerts if isinstance(a, CollapseDetected) and a.agent == "S000"]
-    # The alert's cause is the action that tipped it: run/step/action/agent.
+    # The alert's cause is the decision that tipped it: run/step/decision/agent.
     delays = {
         f"{a.metric}/{a.severity}": int(a.cause_id.split("/")[-3]) - args.collapse_at + 1
         for a in first

@@ -43,11 +43,10 @@ from services.monitoring import (
     AgentAlerts,
     MonitoringStack,
     read_alerts,
-    start_group_at_end,
-    wait_for_group,
+    start_detector_at_end,
+    wait_for_detector,
 )
 from streams.codec import CODEC, CodecError
-from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
 from streams.topics import PORTFOLIO_EVENTS, SIM_CLOCK
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,13 +335,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         if options.steps is not None:
             env["TRADINGBOT_REPLAY_STEPS"] = str(options.steps)
         # The run's detector watches from now on (not the broker's whole history).
-        asyncio.run(
-            start_group_at_end(
-                bootstrap,
-                detector_group,
-                list(DETECTOR_INPUTS),
-            )
-        )
+        asyncio.run(start_detector_at_end(bootstrap, detector_group))
         if database is not None:
             try:
                 env["TRADINGBOT_DB_URL"] = database.start()
@@ -360,7 +353,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             kafka.read_run(bootstrap, PORTFOLIO_EVENTS.name, run_id, until=PortfolioClosed)
         )
         summary = summarize(events)
-        asyncio.run(wait_for_group(bootstrap, detector_group))
+        asyncio.run(wait_for_detector(bootstrap, detector_group))
         alerts = asyncio.run(read_alerts(bootstrap, run_id))
         firing: dict[str, int] = {}
         received = 0

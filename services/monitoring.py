@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from core.events import CollapseDetected, CollapseResolved, Event
 from services.kafka import consumer, read_run, start
-from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
+from streams.collapse_detector import inputs as detector_inputs
 from streams.topics import MONITOR_ALERTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,32 +139,50 @@ class MonitoringStack:
 
 
 async def wait_for_group(
-    bootstrap: str,
-    group_id: str,
-    topics: Sequence[str] = DETECTOR_INPUTS,
-    timeout_s: float = 120.0,
+    bootstrap: str, group_id: str, topic: str, timeout_s: float = 120.0
 ) -> None:
-    """Wait until consumer group ``group_id`` has read everything in ``topics``, in order.
+    """Wait until consumer group ``group_id`` has read everything ``topic`` holds now.
 
-    Each topic's end is taken once the topics before it are caught up, so a
-    chain (the detector re-keys the ledger into ``monitor.orders``) is waited
-    through to its last link. Caught up means no record left past the
-    committed offset: the marker that ends a transaction has an offset but is
-    never delivered, so it is not waited for.
+    Read means no record left past the committed offset: the marker that
+    ends a transaction has an offset but is never delivered, so a group that
+    read a transactional topic to its end may have committed the marker's
+    offset, one short of the end.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tradingbot-monitor")
+    reader = consumer(bootstrap, "tradingbot-monitor")
     await admin.start()
-    deadline = time.monotonic() + timeout_s
     try:
-        for topic in topics:
-            reader = consumer(bootstrap, "tradingbot-monitor")  # one per topic: it assigns
-            await start(reader, bootstrap)
-            try:
-                await _wait_for_topic(admin, reader, group_id, topic, deadline, timeout_s)
-            finally:
-                await reader.stop()
+        await start(reader, bootstrap)
+        try:
+            deadline = time.monotonic() + timeout_s
+            await _wait_for_topic(admin, reader, group_id, topic, deadline, timeout_s)
+        finally:
+            await reader.stop()
     finally:
         await admin.close()
+
+
+async def start_detector_at_end(bootstrap: str, app_id: str) -> None:
+    """Start the consumer groups of a new collapse detector ``app_id`` at the end of its inputs.
+
+    The detector then watches from now on instead of reading the whole
+    history of a long-lived broker; groups with commits are left alone, so a
+    restarted worker resumes where it was.
+    """
+    for group, topic in detector_inputs(app_id):
+        await start_group_at_end(bootstrap, group, [topic])
+
+
+async def wait_for_detector(bootstrap: str, app_id: str, timeout_s: float = 120.0) -> None:
+    """Wait until the collapse detector ``app_id`` has taken in everything on the ledger now.
+
+    Its inputs are a chain (the ledger, re-keyed onto ``monitor.orders``):
+    each is waited for once the one before it is read, so what the first
+    forwarded is in the second's end.
+    """
+    deadline = time.monotonic() + timeout_s
+    for group, topic in detector_inputs(app_id):
+        await wait_for_group(bootstrap, group, topic, max(1.0, deadline - time.monotonic()))
 
 
 async def _wait_for_topic(
@@ -198,7 +216,7 @@ async def _records_after(
     offsets: Mapping[TopicPartition, int],
     ends: Mapping[TopicPartition, int],
 ) -> bool:
-    """Whether any partition holds a record from ``offsets`` on, before ``ends``."""
+    """Tell whether any partition holds a record from ``offsets`` on, before ``ends``."""
     reader.assign(list(offsets))
     for tp, offset in offsets.items():
         reader.seek(tp, offset)

@@ -10,10 +10,10 @@ and metric, no storms.
 The windows are fed from ``portfolio.events``, never from ``agent.actions``:
 a ``DecisionRecorded`` is an action the portfolio manager validated (known
 symbol, open step, one per step and symbol), so nothing it refused reaches a
-window. The ledger's decisions and fills are re-keyed by symbol onto
-``monitor.orders``, partitioned like the tables; they keep the ledger's order
-there, so a step's fills (which settle the decisions of the step before) come
-before its decisions.
+window. ``streams.collapse_detector.ledger`` re-keys the ledger's decisions
+and fills by symbol onto ``monitor.orders``, partitioned like the tables, in
+ledger order: a step's fills (which settle the decisions of the step before)
+come before its decisions.
 
 State survives a restart: every decision goes into a faust table slot with its
 sequence number (the changelog topic is the durable copy) and the windows are
@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,18 +56,23 @@ from core.events import (
     OrderFilled,
     OrderSkipped,
 )
-from streams.codec import CODEC, CodecError, DeadLettered
+from streams.codec import CODEC, CodecError
 from streams.collapse_detector.config import DetectorConfig
+from streams.collapse_detector.ledger import (
+    SERVICE,
+    LedgerInput,
+    LedgerRekeyer,
+    dead_letter,
+    ledger_problem,
+    watched,
+)
 from streams.collapse_detector.metrics import DetectorMetrics
 from streams.metrics import metrics_host
 from streams.topics import MONITOR_ALERTS, MONITOR_ORDERS, PORTFOLIO_EVENTS
 
-SERVICE = "collapse-detector"
 log = logging.getLogger(SERVICE)
 TABLES = ("collapse-slots", "collapse-open")
 Alert = CollapseDetected | CollapseResolved
-LedgerInput = DecisionRecorded | OrderFilled | OrderSkipped
-"""What the windows take from the ledger."""
 
 
 class Detector:
@@ -221,20 +226,6 @@ def _threshold(limits: Any, metric: str, severity: str) -> float:
     )
 
 
-def watched(record: object, config: DetectorConfig) -> TypeGuard[LedgerInput]:
-    """Whether ``record`` of the ledger feeds a window: a decision or order of the watched run."""
-    return isinstance(record, DecisionRecorded | OrderFilled | OrderSkipped) and (
-        not config.run_id or record.run_id == config.run_id
-    )
-
-
-def ledger_problem(record: LedgerInput) -> str | None:
-    """Why a ledger record cannot feed a window, or None (the ledger's writer has a bug)."""
-    if isinstance(record, DecisionRecorded) and record.kind not in KINDS:
-        return f"decision kind {record.kind[:50]!r} is not one of {', '.join(KINDS)}"
-    return None
-
-
 def create_app(
     config: DetectorConfig | None = None, registry: CollectorRegistry | None = None
 ) -> faust.App:
@@ -269,66 +260,45 @@ def create_app(
     def topic(name: str, partitions: int | None = None) -> Any:
         return app.topic(name, partitions=partitions, value_serializer="raw", key_serializer="raw")
 
-    ledger = topic(PORTFOLIO_EVENTS.name)
     by_symbol = topic(MONITOR_ORDERS.name, MONITOR_ORDERS.partitions)
     alerts = topic(MONITOR_ALERTS.name)
-    dead_topics = {t.name: topic(t.dlq) for t in (PORTFOLIO_EVENTS, MONITOR_ORDERS)}
-    for source in dead_topics:
+    dead_letters = topic(MONITOR_ORDERS.dlq)
+    for source in (PORTFOLIO_EVENTS.name, MONITOR_ORDERS.name):
         metrics.dead_letters.labels(SERVICE, source)  # a series at 0 before any letter
 
-    async def dead_letter(event: Any, topic: str, reason: str) -> None:
-        letter = DeadLettered(
-            event_id=f"dlq/{topic}/{event.message.partition}/{event.message.offset}/{SERVICE}",
-            source_topic=topic,
-            partition=event.message.partition,
-            offset=event.message.offset,
-            key=event.key.decode("utf-8", "replace") if event.key else None,
-            reason=reason,
-            service=SERVICE,
-            payload=event.value or b"",
-        )
-        await dead_topics[topic].send(key=event.key, value=CODEC.encode(letter))
-        metrics.dead_letters.labels(SERVICE, topic).inc()
+    @app.service
+    class LedgerReader(LedgerRekeyer):
+        """The ledger's reader of this app, with its settings and metrics."""
 
-    @app.agent(ledger)
-    async def rekey_ledger(stream: Any) -> None:
-        # One ledger partition, read in order: each symbol's records stay in ledger order.
-        async for event in stream.events():
-            try:
-                record = CODEC.decode(event.value)
-            except CodecError as e:
-                await dead_letter(event, PORTFOLIO_EVENTS.name, str(e))
-                continue
-            if not watched(record, config):
-                continue
-            problem = ledger_problem(record)
-            if problem is not None:
-                await dead_letter(event, PORTFOLIO_EVENTS.name, problem)
-                continue
-            await by_symbol.send(
-                key=record.symbol.encode(),
-                value=event.value,
-                timestamp=event.message.timestamp,
-                force=True,
-            )
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(detector.config, metrics, **kwargs)
 
     @app.agent(by_symbol)
     async def watch(stream: Any) -> None:
         async for event in stream.events():
+            message = event.message
             try:
                 record = CODEC.decode(event.value)
+                problem = ledger_problem(record) if watched(record, config) else None
             except CodecError as e:
-                await dead_letter(event, MONITOR_ORDERS.name, str(e))
+                problem = str(e)
+            if problem is not None:
+                letter = dead_letter(
+                    MONITOR_ORDERS.name,
+                    message.partition,
+                    message.offset,
+                    event.key,
+                    event.value,
+                    problem,
+                )
+                await dead_letters.send(key=event.key, value=CODEC.encode(letter))
+                metrics.dead_letters.labels(SERVICE, MONITOR_ORDERS.name).inc()
                 continue
             if not watched(record, config):
                 continue
-            problem = ledger_problem(record)
-            if problem is not None:
-                await dead_letter(event, MONITOR_ORDERS.name, problem)
-                continue
             if isinstance(record, DecisionRecorded):
                 raised = detector.on_decision(record)
-                metrics.event_lag.set(max(0.0, time.time() - event.message.timestamp))
+                metrics.event_lag.set(max(0.0, time.time() - message.timestamp))
             else:
                 raised = detector.on_order(record)
             for alert in raised:

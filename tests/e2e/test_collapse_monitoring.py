@@ -42,13 +42,12 @@ from services.monitoring import (
     MonitoringError,
     MonitoringStack,
     read_alerts,
-    start_group_at_end,
-    wait_for_group,
+    start_detector_at_end,
+    wait_for_detector,
     wait_for_members,
 )
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
-from streams.collapse_detector import INPUTS as DETECTOR_INPUTS
 from streams.topics import SIM_CLOCK
 
 SYMBOLS, STEPS, EVERY, RESTART_AT = 12, 120, 4, 60
@@ -153,13 +152,7 @@ def monitored_run(
             "collapse-detector": det_p,
         }
     )
-    asyncio.run(
-        start_group_at_end(
-            kafka_bootstrap,
-            group,
-            list(DETECTOR_INPUTS),
-        )
-    )
+    asyncio.run(start_detector_at_end(kafka_bootstrap, group))
     detector = _detector(env, log)
 
     def restart() -> None:
@@ -185,7 +178,7 @@ def monitored_run(
     try:
         asyncio.run(scenario())
         try:
-            asyncio.run(wait_for_group(kafka_bootstrap, group, timeout_s=180))
+            asyncio.run(wait_for_detector(kafka_bootstrap, group, timeout_s=180))
         except MonitoringError as e:
             raise AssertionError(f"{e}; the worker's log ends:\n{log.read_text()[-6000:]}") from e
         alerts = asyncio.run(read_alerts(kafka_bootstrap, run_id))

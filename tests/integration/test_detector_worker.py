@@ -40,13 +40,12 @@ from services.monitoring import (
     AgentAlerts,
     MonitoringError,
     read_alerts,
-    start_group_at_end,
-    wait_for_group,
+    start_detector_at_end,
+    wait_for_detector,
 )
 from services.pipeline import run_lockstep
 from services.symbol_agent.app import AgentConfig
 from streams.codec import CODEC
-from streams.collapse_detector import INPUTS
 from streams.topics import AGENT_ACTIONS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +75,7 @@ def start_detector(env: dict[str, str], log: Path | None = None) -> subprocess.P
 
 
 def hostile_actions(run_id: str, step: int) -> list[tuple[str, ActionDecided]]:
-    """Well-formed actions of the run that the portfolio manager must refuse after ``step``."""
+    """Return well-formed actions that the portfolio manager must refuse after ``step``."""
     first, second = FRAME.symbols[:2]
 
     def action(symbol: str, at: int, raw: float) -> ActionDecided:
@@ -128,7 +127,7 @@ async def inject_hostile(bootstrap: str, run_id: str) -> list[RecordMetadata]:
 
 
 async def newest_action_offsets(bootstrap: str, run_id: str) -> dict[int, int]:
-    """The offset of the run's last genuine action in each partition of agent.actions."""
+    """Return the offset of the run's last genuine action in each partition of agent.actions."""
     reader = kafka.consumer(bootstrap, "hostile-check")
     await kafka.start(reader, bootstrap)
     try:
@@ -171,7 +170,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def comparable(alerts: dict[str, AgentAlerts], run_id: str) -> dict[str, list[tuple[object, ...]]]:
-    """Each agent's alerts in order, with what they say (the run id taken out of the cause)."""
+    """Return each agent's alerts in order, with what they say (the run id out of the cause)."""
     out: dict[str, list[tuple[object, ...]]] = {}
     for agent, found in alerts.items():
         events: list[CollapseDetected | CollapseResolved] = [*found.detected, *found.resolved]
@@ -214,9 +213,7 @@ def runs(
         env = detector_env(
             kafka_bootstrap, run_id, TRADINGBOT_DETECTOR_METRICS_PORT=str(ports[name])
         )
-        asyncio.run(
-            start_group_at_end(kafka_bootstrap, env["TRADINGBOT_DETECTOR_APP_ID"], list(INPUTS))
-        )
+        asyncio.run(start_detector_at_end(kafka_bootstrap, env["TRADINGBOT_DETECTOR_APP_ID"]))
         detectors[name] = start_detector(env, tmp / f"{name}.log")
 
     async def scenario() -> list[RecordMetadata]:
@@ -235,7 +232,7 @@ def runs(
         for name, run_id in ids.items():
             try:
                 asyncio.run(
-                    wait_for_group(kafka_bootstrap, f"collapse-detector-{run_id}", timeout_s=180)
+                    wait_for_detector(kafka_bootstrap, f"collapse-detector-{run_id}", timeout_s=180)
                 )
             except MonitoringError as e:
                 log = (tmp / f"{name}.log").read_text()[-4000:]

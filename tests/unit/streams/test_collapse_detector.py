@@ -17,15 +17,9 @@ from core.events import (
     PortfolioClosed,
     event_id,
 )
-from streams.collapse_detector.app import (
-    Detector,
-    Refused,
-    check_web_port,
-    ledger_problem,
-    serve_metrics,
-    watched,
-)
+from streams.collapse_detector.app import Detector, Refused, check_web_port, serve_metrics
 from streams.collapse_detector.config import DetectorConfig
+from streams.collapse_detector.ledger import ledger_problem, watched
 from streams.collapse_detector.metrics import DetectorMetrics
 
 RUN = "unit-run"
@@ -97,7 +91,7 @@ class Tables:
 
 
 def healthy_raw(step: int) -> float:
-    """Spread over every bin, never twice the same value in a row."""
+    """Return a raw action spread over every bin, never the same value twice in a row."""
     return round(-0.95 + (step * 7 % 20) / 10.5, 6)
 
 
