@@ -149,8 +149,12 @@ class GateResult:
     passed: bool
 
 
-def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTable:
-    """The gate table of one run's portfolio events (in log order)."""
+def gate_table(events: Iterable[Event], periods_per_year: int | None = None) -> GateTable:
+    """The gate table of one run's portfolio events (in log order).
+
+    Sharpe ratios are annualised as the run's summary is (``core.report.summarize``):
+    with ``periods_per_year`` when given, else from the bars' interval.
+    """
     events = list(events)
     state = PortfolioState()
     symbols: tuple[str, ...] = ()
@@ -200,6 +204,7 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
     if not state.opened:
         raise ValueError("no PortfolioOpened event: not the events of a run")
     summary = summarize(events, periods_per_year)
+    yearly = summary.annualisation.periods_per_year
     steps = max(summary.steps, 1)
     pnl = np.array(curves)  # [marks + 1, n]
     curve = state.initial_cash + pnl
@@ -211,7 +216,7 @@ def gate_table(events: Iterable[Event], periods_per_year: int = 252) -> GateTabl
             AgentGates(
                 symbol=symbol,
                 pnl=float(pnl[-1, j]),
-                sharpe=sharpe_ratio(step_returns(curve[:, j]), periods_per_year),
+                sharpe=sharpe_ratio(step_returns(curve[:, j]), yearly),
                 max_drawdown=max_drawdown(curve[:, j]),
                 win_rate=float(won[j] / closed[j]) if closed[j] else 0.0,
                 closed_trades=int(closed[j]),

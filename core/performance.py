@@ -55,3 +55,29 @@ def win_rate(winning_trades: int, closed_trades: int) -> float:
 def total_return(initial: float, final: float) -> float:
     """Final over initial equity, minus one."""
     return final / initial - 1.0
+
+
+def buy_and_hold_equity(close: npt.ArrayLike, initial: float) -> npt.NDArray[np.float64]:
+    """Equity of an equal-weight buy-and-hold of every column, one point per row of ``close``.
+
+    ``close`` is ``[T, n]`` with NaN where a symbol has no bar. Each symbol gets
+    ``initial / n`` at its first close and is then held (valued at its last
+    close); a symbol's share is cash until its first bar. No fees: the
+    benchmark a fleet is put beside.
+    """
+    prices = np.asarray(close, dtype=np.float64)
+    if prices.ndim != 2 or prices.shape[1] == 0:
+        raise ValueError(f"close must be [T, n] with n >= 1, got shape {prices.shape}")
+    steps, n = prices.shape
+    held = np.ones((steps, n))
+    for j in range(n):
+        seen = np.flatnonzero(np.isfinite(prices[:, j]))
+        if seen.size == 0:
+            continue
+        first = seen[0]
+        filled = prices[:, j].copy()
+        for t in range(first + 1, steps):  # carry the last close forward
+            if not np.isfinite(filled[t]):
+                filled[t] = filled[t - 1]
+        held[first:, j] = filled[first:] / filled[first]
+    return initial / n * held.sum(axis=1)

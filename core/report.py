@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy.typing as npt
+
+from core.annualisation import Annualisation, annualisation
 from core.events import (
     AccountMarked,
     DecisionRecorded,
@@ -15,7 +18,14 @@ from core.events import (
     PortfolioOpened,
 )
 from core.ledger import PortfolioState, evolve
-from core.performance import max_drawdown, sharpe_ratio, step_returns, total_return, win_rate
+from core.performance import (
+    buy_and_hold_equity,
+    max_drawdown,
+    sharpe_ratio,
+    step_returns,
+    total_return,
+    win_rate,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,16 +67,24 @@ class RunSummary:
     total_return: float
     max_drawdown: float
     sharpe: float
+    """Annualised with ``annualisation.periods_per_year``."""
+    annualisation: Annualisation
     win_rate: float
     closed_trades: int
     complete: bool
     action_mix: dict[str, ActionMix] = field(default_factory=dict)
 
 
-def summarize(events: Iterable[Event], periods_per_year: int = 252) -> RunSummary:
-    """Fold one run's portfolio events into its summary."""
+def summarize(events: Iterable[Event], periods_per_year: int | None = None) -> RunSummary:
+    """Fold one run's portfolio events into its summary.
+
+    The Sharpe ratio is annualised with ``periods_per_year`` when given, else
+    with the periods per year derived from the times of the run's marks, the
+    bars' own times (``core.annualisation``).
+    """
     state = PortfolioState()
     equity: list[float] = []
+    marked_at: list[int] = []
     skipped: Counter[str] = Counter()
     clipped: Counter[str] = Counter()
     mix: dict[str, Counter[str]] = {}
@@ -78,6 +96,7 @@ def summarize(events: Iterable[Event], periods_per_year: int = 252) -> RunSummar
             mix = {s: Counter() for s in event.symbols}
         elif isinstance(event, AccountMarked):
             equity.append(event.equity)
+            marked_at.append(event.event_time)
             bars += event.bars
             steps += 1
         elif isinstance(event, DecisionRecorded):
@@ -90,6 +109,7 @@ def summarize(events: Iterable[Event], periods_per_year: int = 252) -> RunSummar
             skipped[event.reason] += 1
     initial = state.initial_cash
     final = equity[-1] if equity else initial
+    yearly = annualisation(marked_at, periods_per_year)
     return RunSummary(
         run_id=state.run_id,
         symbols=len(state.symbols),
@@ -106,11 +126,37 @@ def summarize(events: Iterable[Event], periods_per_year: int = 252) -> RunSummar
         final_equity=final,
         total_return=total_return(initial, final) if initial else 0.0,
         max_drawdown=max_drawdown(equity),
-        sharpe=sharpe_ratio(step_returns(equity), periods_per_year),
+        sharpe=sharpe_ratio(step_returns(equity), yearly.periods_per_year),
+        annualisation=yearly,
         win_rate=win_rate(state.winning_trades, state.closed_trades),
         closed_trades=state.closed_trades,
         complete=state.closed,
         action_mix={
             s: ActionMix(buy=c["buy"], sell=c["sell"], hold=c["hold"]) for s, c in mix.items()
         },
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Benchmark:
+    """A reference curve on the same bars as a run, with the run's measures."""
+
+    label: str
+    total_return: float
+    max_drawdown: float
+    sharpe: float
+    """Annualised as the run's Sharpe is."""
+    equity: tuple[float, ...]
+    """One point per step, the first at the initial cash."""
+
+
+def buy_and_hold(close: npt.ArrayLike, initial: float, yearly: Annualisation) -> Benchmark:
+    """Equal-weight buy-and-hold of the run's symbols at the first step's close, no fees."""
+    curve = buy_and_hold_equity(close, initial)
+    return Benchmark(
+        label="buy-and-hold (equal weight, no fees)",
+        total_return=total_return(initial, float(curve[-1])),
+        max_drawdown=max_drawdown(curve),
+        sharpe=sharpe_ratio(step_returns(curve), yearly.periods_per_year),
+        equity=tuple(float(x) for x in curve),
     )

@@ -34,8 +34,9 @@ class TradingRules:
     """Quantities are rounded down to a multiple of this; 0 means fractional shares."""
     cash_safety: float = 1e-9
     """Share of cash never allocated when buys are scaled, so rounding cannot overdraw."""
-    periods_per_year: int = 252
-    """Bars per year, used to annualise Sharpe (252 for daily bars)."""
+    periods_per_year: int | None = None
+    """Bars per year, used to annualise Sharpe; None: derived from the bars' interval
+    (``core.annualisation``: 252 for daily equities, 105,120 for 5-minute bars around the clock)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -48,7 +49,10 @@ class TradingRules:
             (0.0 <= self.slippage_rate < 0.1, "slippage_rate must be in [0, 0.1)"),
             (self.lot_size >= 0, "lot_size must be >= 0"),
             (0.0 <= self.cash_safety < 0.01, "cash_safety must be in [0, 0.01)"),
-            (self.periods_per_year >= 1, "periods_per_year must be >= 1"),
+            (
+                self.periods_per_year is None or self.periods_per_year >= 1,
+                "periods_per_year must be >= 1 (or None: derived from the bars)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

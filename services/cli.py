@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.bars import BarDataError
 from core.events import PortfolioClosed
-from core.report import summarize
+from core.gates import gate_table
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
 from services import kafka
 from services.db import cli as db_cli
@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--prometheus-port", type=int, default=9090)
     demo.add_argument("--alertmanager-port", type=int, default=9093)
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+    _periods_option(demo)
     demo.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="service logs go here")
 
     commands.add_parser(
@@ -153,7 +154,18 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("run_id")
     summary.add_argument("--bootstrap", default="127.0.0.1:9092")
     summary.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _periods_option(summary)
     return parser
+
+
+def _periods_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--periods-per-year",
+        type=_positive,
+        default=None,
+        help="annualise Sharpe with this many periods a year (default: derived from the bars' "
+        "interval and sessions: 252 for daily equities, 105120 for 5-minute bars around the clock)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                 alertmanager_port=args.alertmanager_port,
                 database=not args.no_database,
                 db_port=args.db_port,
+                periods_per_year=args.periods_per_year,
             )
             result = run_demo(options)
-            print(format_summary(result.summary))
+            print(format_summary(result.summary, benchmark=result.benchmark, table=result.table))
             print(format_monitoring(result))
         elif args.command == "evaluate":
             from services.evaluation import EvaluationOptions, format_tables, run_evaluation
@@ -242,8 +255,19 @@ def main(argv: list[str] | None = None) -> int:
                     args.bootstrap, PORTFOLIO_EVENTS.name, args.run_id, until=PortfolioClosed
                 )
             )
-            run = summarize(events)
-            print(json.dumps(asdict(run), indent=2) if args.json else format_summary(run))
+            if not events:
+                print(
+                    f"tradingbot summary: no run {args.run_id!r} on {PORTFOLIO_EVENTS.name} at "
+                    f"{args.bootstrap} (the run id is printed by `tradingbot demo`; a broker "
+                    "started afresh has none)",
+                    file=sys.stderr,
+                )
+                return 1
+            table = gate_table(events, args.periods_per_year)
+            run = table.summary
+            print(
+                json.dumps(asdict(run), indent=2) if args.json else format_summary(run, table=table)
+            )
     except (
         DemoError,
         BarDataError,

@@ -36,7 +36,8 @@ class RulesConfig(BaseSettings):
     fee_rate: float = Field(_DEFAULT.fee_rate, ge=0, lt=0.1)
     slippage_rate: float = Field(_DEFAULT.slippage_rate, ge=0, lt=0.1)
     lot_size: float = Field(_DEFAULT.lot_size, ge=0)
-    periods_per_year: PositiveInt = _DEFAULT.periods_per_year
+    periods_per_year: PositiveInt | None = _DEFAULT.periods_per_year
+    """Unset: derived from the bars' interval (core.annualisation)."""
 
     def rules(self) -> TradingRules:
         """The core value these settings describe."""

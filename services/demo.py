@@ -34,7 +34,8 @@ from core.events import (
     ReplayStarted,
     StepCompleted,
 )
-from core.report import RunSummary, summarize
+from core.gates import GateTable, gate_table
+from core.report import Benchmark, RunSummary, buy_and_hold
 from services import kafka
 from services.db import local as local_db
 from services.db.errors import DatabaseError
@@ -88,6 +89,8 @@ class DemoOptions:
     database: bool = True
     """Start the local TimescaleDB and the sink that projects the log into it."""
     db_port: int = 5433
+    periods_per_year: int | None = None
+    """Annualise Sharpe with this; None: derived from the bars' interval."""
 
 
 SINK = "timescale-sink"
@@ -258,6 +261,10 @@ class DemoResult:
     """What the demo prints: the ledger's summary and what the monitoring saw."""
 
     summary: RunSummary
+    benchmark: Benchmark
+    """Buy-and-hold of the same symbols on the same days."""
+    table: GateTable
+    """Every agent's measures (the best and worst are printed)."""
     alerts: dict[str, AgentAlerts]
     policies: dict[str, str]
     firing: dict[str, int]
@@ -334,6 +341,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
         }
         if options.steps is not None:
             env["TRADINGBOT_REPLAY_STEPS"] = str(options.steps)
+        if options.periods_per_year is not None:
+            env["TRADINGBOT_RULES_PERIODS_PER_YEAR"] = str(options.periods_per_year)
         # The run's detector watches from now on (not the broker's whole history).
         asyncio.run(start_detector_at_end(bootstrap, detector_group))
         if database is not None:
@@ -352,7 +361,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
         events = asyncio.run(
             kafka.read_run(bootstrap, PORTFOLIO_EVENTS.name, run_id, until=PortfolioClosed)
         )
-        summary = summarize(events)
+        table = gate_table(events, options.periods_per_year)
+        summary = table.summary
+        benchmark = buy_and_hold(frame.close, summary.initial_equity, summary.annualisation)
         asyncio.run(wait_for_detector(bootstrap, detector_group))
         alerts = asyncio.run(read_alerts(bootstrap, run_id))
         firing: dict[str, int] = {}
@@ -373,6 +384,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 raise DemoError(str(e)) from e
         result = DemoResult(
             summary=summary,
+            benchmark=benchmark,
+            table=table,
             alerts=alerts,
             policies=_policies(events),
             firing=firing,
@@ -442,6 +455,8 @@ def _endpoints(ports: dict[str, int], monitoring: MonitoringStack | None) -> dic
 
 def _as_json(result: DemoResult) -> dict[str, object]:
     body = asdict(result.summary)
+    body["buy_and_hold"] = {k: v for k, v in asdict(result.benchmark).items() if k != "equity"}
+    body["agents"] = [asdict(a) for a in result.table.agents]
     body["alerts"] = {
         agent: [
             {
@@ -462,8 +477,15 @@ def _as_json(result: DemoResult) -> dict[str, object]:
     return body
 
 
-def format_summary(s: RunSummary, columns: int = 4) -> str:
-    """The summary as the text the demo prints."""
+def format_summary(
+    s: RunSummary,
+    *,
+    benchmark: Benchmark | None = None,
+    table: GateTable | None = None,
+    agents: int = 5,
+) -> str:
+    """The summary as the text the demo prints: the fleet beside ``benchmark`` on the same
+    days, and the ``agents`` best and worst agents of ``table`` by P&L."""
     skipped = ", ".join(f"{k} {v}" for k, v in s.skipped.items()) or "none"
     clipped = ", ".join(f"{k} {v}" for k, v in s.clipped.items()) or "none"
     lines = [
@@ -478,19 +500,37 @@ def format_summary(s: RunSummary, columns: int = 4) -> str:
         f"  fees paid           ${s.fees:,.2f}",
         f"  initial equity      ${s.initial_equity:,.2f}",
         f"  final equity        ${s.final_equity:,.2f}",
-        f"  total return        {s.total_return:+.2%}",
-        f"  max drawdown        {s.max_drawdown:.2%}",
-        f"  Sharpe (annual)     {s.sharpe:.2f}",
         f"  win rate            {s.win_rate:.1%} of {s.closed_trades} closing trades",
         "",
-        "Action mix per agent (buy / sell / hold shares):",
+        f"{'':<20}{'fleet':>12}" + (f"{'buy-and-hold':>16}" if benchmark else ""),
     ]
-    cells = []
-    for symbol, mix in s.action_mix.items():
-        b, se, h = mix.shares()
-        cells.append(f"{symbol:<6}{b:>5.0%}{se:>5.0%}{h:>5.0%}")
-    for i in range(0, len(cells), columns):
-        lines.append("  " + "   ".join(cells[i : i + columns]))
+    rows = (
+        ("total return", f"{s.total_return:+.2%}", benchmark and f"{benchmark.total_return:+.2%}"),
+        ("max drawdown", f"{s.max_drawdown:.2%}", benchmark and f"{benchmark.max_drawdown:.2%}"),
+        ("Sharpe", f"{s.sharpe:.2f}", benchmark and f"{benchmark.sharpe:.2f}"),
+    )
+    for name, fleet, held in rows:
+        lines.append(f"  {name:<18}{fleet:>12}" + (f"{held:>16}" if held else ""))
+    lines.append(f"  Sharpe annualised with {s.annualisation.describe()}")
+    if benchmark is not None:
+        lines.append(f"  buy-and-hold: {benchmark.label}, the same symbols and days")
+    if table is not None and table.agents:
+        ranked = sorted(table.agents, key=lambda a: (-a.pnl, a.symbol))
+        shown = ranked if len(ranked) <= 2 * agents else ranked[:agents] + ranked[-agents:]
+        lines += [
+            "",
+            f"Agents by P&L ({'all' if len(shown) == len(ranked) else f'best and worst {agents}'}"
+            f" of {len(ranked)}; every agent: `tradingbot report {s.run_id}`):",
+            f"  {'agent':<8}{'P&L':>12}{'trades':>8}{'win rate':>10}{'Sharpe':>8}"
+            f"{'dominant bin':>14}",
+        ]
+        for i, a in enumerate(shown):
+            if i == agents and len(shown) < len(ranked):
+                lines.append(f"  {'...':<8}")
+            lines.append(
+                f"  {a.symbol:<8}{a.pnl:>+12,.2f}{a.trades:>8}{a.win_rate:>10.1%}"
+                f"{a.sharpe:>8.2f}{a.dominant_bin:>14.0%}"
+            )
     return "\n".join(lines)
 
 

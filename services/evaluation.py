@@ -266,6 +266,7 @@ def format_tables(result: EvaluationResult) -> str:
     lines = [
         f"Held-out {result.first_day} .. {result.last_day}: {tables[0].steps} days x "
         f"{len(result.symbols)} symbols, each fleet through the streaming pipeline",
+        f"Sharpe annualised with {tables[0].summary.annualisation.describe()}",
         "",
     ]
     for name, cells in rows:

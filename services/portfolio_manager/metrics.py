@@ -7,6 +7,7 @@ from collections import deque
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from core.annualisation import annualisation
 from core.events import AccountMarked, Event, OrderFilled, OrderSkipped
 from core.execution import ClipReason, SkipReason
 from core.ledger import PortfolioState
@@ -19,8 +20,11 @@ ROLLING_RETURNS = 20
 class PortfolioMetrics:
     """The ledger as gauges and counters."""
 
-    def __init__(self, registry: CollectorRegistry, periods_per_year: int) -> None:
-        self.periods_per_year = periods_per_year
+    def __init__(self, registry: CollectorRegistry, periods_per_year: int | None) -> None:
+        self.given_periods = periods_per_year
+        """None: derived from the marks' bar times, as the run's summary derives it."""
+        self.periods_per_year = annualisation([], periods_per_year).periods_per_year
+        self._marked_at: list[int] = []
         self.orders = Counter(
             "tradingbot_portfolio_orders", "Fills by side", ("side",), registry=registry
         )
@@ -46,8 +50,14 @@ class PortfolioMetrics:
         self.exposure = gauge("tradingbot_portfolio_exposure_ratio", "Positions / equity")
         self.drawdown = gauge("tradingbot_portfolio_drawdown_ratio", "Fall from the equity peak")
         self.sharpe = gauge(
-            "tradingbot_portfolio_rolling_sharpe_ratio", "Annualised Sharpe of the last 20 returns"
+            "tradingbot_portfolio_rolling_sharpe_ratio",
+            "Sharpe of the last 20 returns, annualised with tradingbot_portfolio_periods_per_year",
         )
+        self.periods = gauge(
+            "tradingbot_portfolio_periods_per_year",
+            "Periods per year the Sharpe is annualised with (from the bar interval unless set)",
+        )
+        self.periods.set(self.periods_per_year)
         self.win_rate = gauge("tradingbot_portfolio_win_rate_ratio", "Winning closing trades")
         self.realized = gauge("tradingbot_portfolio_realized_pnl_dollars", "Realised P&L")
         self.unrealized = Gauge(
@@ -82,6 +92,12 @@ class PortfolioMetrics:
         self.drawdown.set((self._peak - marked.equity) / self._peak)
         self._equity.append(marked.equity)
         curve = np.array(self._equity)
+        self._marked_at.append(marked.event_time)
+        marks = len(self._marked_at)
+        if self.given_periods is None and marks >= 3 and marks & (marks - 1) == 0:
+            # Derived again at 4, 8, 16, ... marks: the summary's rule, at amortised O(1).
+            self.periods_per_year = annualisation(self._marked_at).periods_per_year
+            self.periods.set(self.periods_per_year)
         self.sharpe.set(sharpe_ratio(curve[1:] / curve[:-1] - 1.0, self.periods_per_year))
         held = {h.symbol for h in marked.holdings}
         for h in marked.holdings:

@@ -101,6 +101,7 @@ def test_the_printed_table_and_files_hold_every_agent(evaluated: EvaluationResul
                 "profitable agents"):  # fmt: skip
         assert row in text
     assert "Hard gates of SAC fleet" in text
+    assert "Sharpe annualised with 252 periods/yr: 1d bars (weekdays)" in text
     assert all(g.gate in text for g in evaluated.gates)
     rows = (evaluated.out_dir / "agents.csv").read_text().splitlines()
     assert len(rows) == 1 + N * len(evaluated.tables)
