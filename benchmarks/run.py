@@ -196,7 +196,8 @@ def _demo(bootstrap: str, args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory(prefix="tb-bench-demo-") as out:
         command = [
             sys.executable, "-m", "services.cli", "demo", "--bootstrap", bootstrap,
-            "--symbols", str(args.symbols), "--no-progress", "--no-monitoring", "--runs-dir", out,
+            "--symbols", str(args.symbols), "--no-progress", "--no-monitoring", "--no-database",
+            "--runs-dir", out,
         ]  # fmt: skip
         if args.steps:
             command += ["--steps", str(args.steps)]

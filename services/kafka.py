@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import aiokafka.producer.sender
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -24,6 +25,17 @@ from core.events import Event
 from services.metrics import ServiceMetrics
 from streams.codec import CODEC, CodecError, DeadLettered
 from streams.topics import ALL_TOPICS, Topic, misplaced
+
+TXN_RETRY_S = 0.002
+"""Wait before retrying the first send of a transaction that the broker answers
+"concurrent transactions" (the previous one's markers are still being written,
+KAFKA-5477). aiokafka waits a fixed 20 ms there, which was most of a lockstep
+step's wall time (two transactions per step); the markers take 1-5 ms on a
+local broker (benchmarks/run.py)."""
+
+if not hasattr(aiokafka.producer.sender, "BACKOFF_OVERRIDE"):  # pragma: no cover
+    raise ImportError("aiokafka no longer has producer.sender.BACKOFF_OVERRIDE: see TXN_RETRY_S")
+aiokafka.producer.sender.BACKOFF_OVERRIDE = TXN_RETRY_S
 
 
 class BrokerError(RuntimeError):
