@@ -79,6 +79,8 @@ class BarFrame:
     present: BoolArray
     source: str = ""
     repairs: tuple[Repair, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
+    """What the loader did to read the file (layout detected, adjustments, bars dropped)."""
 
     @property
     def n_steps(self) -> int:
@@ -109,6 +111,7 @@ class BarFrame:
             present=self.present[:, cols],
             source=self.source,
             repairs=tuple(r for r in self.repairs if r.symbol in chosen),
+            notes=self.notes,
         )
 
     def window(self, start: int, stop: int) -> BarFrame:
@@ -128,6 +131,7 @@ class BarFrame:
             present=self.present[keep],
             source=self.source,
             repairs=self.repairs,
+            notes=self.notes,
         )
 
     def validate(self) -> BarFrame:
@@ -357,4 +361,50 @@ def _align(parsed: list[_Row], source: str, repairs: tuple[Repair, ...]) -> BarF
         present=present,
         source=source,
         repairs=repairs,
+    )
+
+
+def merge_frames(frames: Sequence[BarFrame], source: str) -> BarFrame:
+    """Align frames of different symbols (one file each) on one time axis.
+
+    A symbol in two frames is refused, naming both files.
+    """
+    if not frames:
+        raise BarDataError(source, None, "no bar files found (csv, csv.gz or parquet)")
+    owner: dict[str, str] = {}
+    for frame in frames:
+        for symbol in frame.symbols:
+            if symbol in owner:
+                raise BarDataError(
+                    frame.source, None, f"symbol {symbol} is also in {owner[symbol]}"
+                )
+            owner[symbol] = frame.source
+    symbols = tuple(sorted(owner))
+    stamps = np.unique(np.concatenate([f.timestamps for f in frames]))
+    shape = (len(stamps), len(symbols))
+    data = np.full((5, *shape), np.nan, dtype=np.float64)
+    present = np.zeros(shape, dtype=np.bool_)
+    col = {s: j for j, s in enumerate(symbols)}
+    for frame in frames:
+        rows = np.searchsorted(stamps, frame.timestamps)
+        for k, symbol in enumerate(frame.symbols):
+            j = col[symbol]
+            for i, array in enumerate(
+                (frame.open, frame.high, frame.low, frame.close, frame.volume)
+            ):
+                data[i, rows, j] = array[:, k]
+            present[rows, j] = frame.present[:, k]
+    notes = tuple(dict.fromkeys(n for f in frames for n in f.notes))
+    return BarFrame(
+        symbols=symbols,
+        timestamps=stamps.astype(np.int64),
+        open=data[0],
+        high=data[1],
+        low=data[2],
+        close=data[3],
+        volume=data[4],
+        present=present,
+        source=source,
+        repairs=tuple(r for f in frames for r in f.repairs),
+        notes=(f"{len(frames)} files, one per symbol", *notes),
     )

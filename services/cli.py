@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="replay history through the whole stack")
-    demo.add_argument("--dataset", default=BYTETHEORY, help="'bytetheory' or a bar CSV(.gz)")
+    demo.add_argument(
+        "--dataset",
+        default=BYTETHEORY,
+        help="'bytetheory', a CSV, CSV.gz or Parquet file, or a folder of one file per symbol",
+    )
     demo.add_argument("--symbols", type=int, default=DEFAULT_UNIVERSE, help="fleet size")
     demo.add_argument("--start", type=int, default=0, help="first timestamp index")
     demo.add_argument("--steps", type=int, default=None, help="timestamps to replay (all)")
@@ -103,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--alertmanager-port", type=int, default=9093)
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     _periods_option(demo)
+    add_loader_options(demo)
     demo.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="service logs go here")
 
     commands.add_parser(
@@ -150,12 +155,97 @@ def _parser() -> argparse.ArgumentParser:
 
     db_cli.add_parser(commands)
 
+    data = commands.add_parser("data", help="look at a bar file before replaying it")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    inspect = data_commands.add_parser(
+        "inspect",
+        help="print symbols, span, bar interval, sessions, gaps and problems of bar data",
+        description="Read bar data as `tradingbot demo --dataset` would and say what is in it. "
+        "PATH is 'bytetheory', a CSV, CSV.gz or Parquet file, or a folder of one file per "
+        "symbol (docs/data.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    inspect.add_argument("path", help="the bar data")
+    add_loader_options(inspect)
+
     summary = commands.add_parser("summary", help="summarise a run from portfolio.events")
     summary.add_argument("run_id")
     summary.add_argument("--bootstrap", default="127.0.0.1:9092")
     summary.add_argument("--json", action="store_true", help="print JSON instead of text")
     _periods_option(summary)
     return parser
+
+
+def add_loader_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``core.layouts.LoadOptions`` (for layouts other than the project's)."""
+    group = parser.add_argument_group("reading other layouts (docs/data.md)")
+    group.add_argument(
+        "--symbol",
+        default=None,
+        help="symbol of a file without a symbol column (default: from "
+        "the file name, SPY.csv -> SPY)",
+    )
+    order = group.add_mutually_exclusive_group()
+    order.add_argument(
+        "--day-first",
+        dest="day_first",
+        action="store_const",
+        const=True,
+        default=None,
+        help="dates are dd.mm.yyyy / dd/mm/yyyy (default: detected from the values)",
+    )
+    order.add_argument(
+        "--month-first",
+        dest="day_first",
+        action="store_const",
+        const=False,
+        help="dates are mm/dd/yyyy",
+    )
+    group.add_argument(
+        "--tz",
+        default=None,
+        help="time zone of times without a UTC offset (default: "
+        "America/New_York, or UTC for a column named GMT/UTC)",
+    )
+    group.add_argument(
+        "--session",
+        default="all",
+        help="'all', 'regular' (09:30-16:00 America/New_York) or 'HH:MM-HH:MM Area/City'",
+    )
+    group.add_argument(
+        "--adj-close",
+        choices=("adjust", "ignore"),
+        default="adjust",
+        help="scale prices by Adj Close / Close, or ignore that column",
+    )
+    group.add_argument(
+        "--column", action="append", default=[], metavar="FIELD=NAME",
+        help="name the column of a field (timestamp, symbol, open, high, low, close, adj_close, "
+        "volume); repeat for several",
+    )  # fmt: skip
+
+
+def dataset_spec(args: argparse.Namespace, path: str) -> str:
+    """``path`` with the loader options given on the command line (``PATH?key=value&...``)."""
+    from core.layouts import LoadOptions
+
+    if path == BYTETHEORY:
+        return path
+    columns = []
+    for item in args.column:
+        field, sep, name = item.partition("=")
+        if not sep or not name:
+            raise BarDataError("--column", None, f"{item!r} is not FIELD=NAME (e.g. timestamp=Day)")
+        columns.append((field.strip(), name))
+    options = LoadOptions(
+        symbol=args.symbol,
+        day_first=args.day_first,
+        timezone=args.tz,
+        session=args.session,
+        adjust="none" if args.adj_close == "ignore" else "adj-close",
+        columns=tuple(columns),
+    )
+    return path + options.query() if "?" not in path else path
 
 
 def _periods_option(parser: argparse.ArgumentParser) -> None:
@@ -179,9 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return db_cli.run(args)
     try:
-        if args.command == "demo":
+        if args.command == "data":
+            from core.layouts import inspect_lines
+            from rl_agents.data import load_bars
+
+            print("\n".join(inspect_lines(load_bars(dataset_spec(args, args.path)))))
+        elif args.command == "demo":
             options = DemoOptions(
-                dataset=args.dataset,
+                dataset=dataset_spec(args, args.dataset),
                 symbols=args.symbols,
                 start=args.start,
                 steps=args.steps,
