@@ -123,6 +123,36 @@ class DecisionRecorded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionMissed(Event):
+    """A paced run's deadline passed without an action for ``symbol`` at ``step``.
+
+    The deadline of a step's actions is the next step's bars (or the end of
+    the replay): the portfolio manager decides the step with the actions it
+    has, and a symbol without one holds (no order). ``cause_id`` is the id of
+    the symbol's bar.
+    """
+
+    symbol: str
+    step: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionLate(Event):
+    """An action that arrived after its step was decided without it (a paced run).
+
+    It changes nothing (its decision was recorded missed); ``cause_id`` is
+    the action's id, and ``raw`` and ``smoothed`` what it would have done.
+    """
+
+    symbol: str
+    step: int
+    raw: float
+    smoothed: float
+    policy: str
+    policy_version: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderFilled(Event):
     """A pending order filled at the bar's open (with slippage) and paid a fee.
 

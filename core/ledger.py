@@ -13,6 +13,8 @@ from types import MappingProxyType
 
 from core.events import (
     AccountMarked,
+    ActionLate,
+    DecisionMissed,
     DecisionRecorded,
     Event,
     OrderFilled,
@@ -115,6 +117,12 @@ def evolve(state: PortfolioState, event: Event) -> PortfolioState:
             pending=pending,
             decided_step=max(state.decided_step, event.step),
         )
+    if isinstance(event, DecisionMissed):
+        if event.symbol not in state.symbols:
+            raise LedgerError(f"{event.event_id}: {event.symbol} is not in the portfolio")
+        return replace(state, decided_step=max(state.decided_step, event.step))
+    if isinstance(event, ActionLate):
+        return state
     if isinstance(event, OrderFilled):
         return _apply_fill(state, event)
     if isinstance(event, OrderSkipped):

@@ -34,9 +34,12 @@ import numpy as np
 from core.events import (
     AccountMarked,
     ActionDecided,
+    ActionLate,
     BarClosed,
+    DecisionMissed,
     DecisionRecorded,
     Event,
+    ReplayFinished,
     ReplayStarted,
     StepCompleted,
     event_id,
@@ -54,7 +57,17 @@ MAX_VOLUME = 1e15
 MAX_TEXT = 200
 """Longest symbol, policy name or version accepted."""
 
-Input = ReplayStarted | BarClosed | ActionDecided
+LOCKSTEP = "lockstep"
+"""The replay waits for every step to complete before the next one's bars."""
+PACED = "paced"
+"""The replay emits bars on their own schedule: a step's actions are due by the
+next step's bars (the last step's by ``ReplayFinished``); the step is then
+decided with the actions at hand and every symbol without one is recorded
+``DecisionMissed`` (it holds). An action that comes after that is recorded
+``ActionLate`` and changes nothing."""
+MODES = (LOCKSTEP, PACED)
+
+Input = ReplayStarted | BarClosed | ActionDecided | ReplayFinished
 """What the portfolio manager consumes."""
 
 
@@ -87,8 +100,17 @@ class StepState:
     actions: Mapping[str, ActionDecided] = field(default_factory=lambda: MappingProxyType({}))
     decided: Mapping[str, DecisionRecorded] = field(default_factory=lambda: MappingProxyType({}))
     closes: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    missed: Mapping[str, ActionLate | None] = field(default_factory=lambda: MappingProxyType({}))
+    """The last decided step's missed symbols, with the late action recorded for each."""
+    finished: bool = False
+    """The replay's ``ReplayFinished`` was taken (a paced run's last deadline)."""
     marked_time: int = -1
     completed_step: int = -1
+
+    @property
+    def paced(self) -> bool:
+        """Whether the run is paced (deadlines) rather than lockstep."""
+        return self.started is not None and self.started.mode == PACED
 
     @property
     def fill_step(self) -> int | None:
@@ -131,6 +153,8 @@ def started_problem(started: ReplayStarted) -> str | None:
         return f"a symbol is empty or longer than {MAX_TEXT} characters"
     if started.steps_total < 1:
         return f"steps_total {started.steps_total} is not positive"
+    if started.mode not in MODES:
+        return f"mode {started.mode[:MAX_TEXT]!r} is not one of {', '.join(MODES)}"
     return None
 
 
@@ -203,6 +227,8 @@ def decide(state: StepState, item: Input) -> list[Event]:
         return _rejected(state, item, "the run has not started (no ReplayStarted yet)")
     if isinstance(item, BarClosed):
         return _decide_bar(state, item, state.started)
+    if isinstance(item, ReplayFinished):
+        return _decide_finished(state, item, state.started)
     return _decide_action(state, item, state.started)
 
 
@@ -251,7 +277,9 @@ def _decide_bar(state: StepState, bar: BarClosed, started: ReplayStarted) -> lis
             return _rejected(state, bar, f"step {bar.step} already has its {led.marked_bars} bars")
         return [bar]
     fill = state.fill_step
-    if fill is None or bar.step != fill:
+    if state.paced and bar.step > led.marked_step:
+        pass  # bars of any step after the last mark are taken (and held) as they come
+    elif fill is None or bar.step != fill:
         at = fill if fill is not None else led.marked_step
         if bar.step < at:
             return _rejected(state, bar, f"late: step {bar.step} is complete (the run is at {at})")
@@ -264,12 +292,46 @@ def _decide_bar(state: StepState, bar: BarClosed, started: ReplayStarted) -> lis
             )
     if bar.event_time <= state.marked_time:
         return _rejected(state, bar, f"event time {bar.event_time} is not after the last step's")
-    if len(taken) + 1 < bar.step_bars:
+    if bar.step != led.marked_step + 1 or len(taken) + 1 < bar.step_bars:
         return [bar]
-    bars = {**taken, bar.symbol: bar}
-    if not bars_complete(bars):
-        return [bar]
-    return [bar, *_fill_and_mark(state, bar.step, bars)]
+    return _advance(evolve(state, bar), [bar])
+
+
+def _advance(state: StepState, out: list[Event]) -> list[Event]:
+    """Append to ``out`` (already folded into ``state``) every step it lets complete.
+
+    A step whose bars are all in is filled and marked once the step before is
+    decided; in a paced run, those bars (or ``ReplayFinished`` after the last
+    step) are also the deadline that decides the step before.
+    """
+    total = state.started.steps_total if state.started is not None else 0
+    while not state.ledger.closed:
+        nxt = state.ledger.marked_step + 1
+        complete = nxt < total and bars_complete(state.bars.get(nxt, {}))
+        open_step = state.decision_step
+        if open_step is not None:
+            due = complete or (state.finished and nxt >= total)
+            if not (state.paced and due):
+                break
+            events = _decisions(state, open_step, state.actions)
+        elif complete:
+            events = _fill_and_mark(state, nxt, state.bars[nxt])
+        else:
+            break
+        out.extend(events)
+        state = fold(events, state)
+    return out
+
+
+def _decide_finished(
+    state: StepState, finished: ReplayFinished, started: ReplayStarted
+) -> list[Event]:
+    expected = event_id(state.run_id, started.steps_total, "replay-finished")
+    if finished.event_id != expected or finished.steps != started.steps_total:
+        return _rejected(state, finished, "is not the end of this run's replay")
+    if state.finished:
+        return []
+    return _advance(evolve(state, finished), [finished])
 
 
 def _fill_and_mark(state: StepState, step: int, bars: Mapping[str, BarClosed]) -> list[Event]:
@@ -331,10 +393,17 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
         actions = {**state.actions, action.symbol: action}
         if not actions_complete(actions, led.marked_bars):
             return [action]
-        return [action, *_decisions(state, step, actions)]
+        decided = [action, *_decisions(state, step, actions)]
+        return _advance(fold(decided, state), decided)
     if action.step == led.decided_step:
+        if action.symbol in state.missed:
+            return _late(state, action)
         recorded = state.decided.get(action.symbol)
-        if recorded is not None and _same_decision(action, recorded):
+        if (
+            recorded is not None
+            and recorded.step == action.step
+            and _same_decision(action, recorded)
+        ):
             return []
         return _rejected(
             state,
@@ -349,6 +418,31 @@ def _decide_action(state: StepState, action: ActionDecided, started: ReplayStart
     return _rejected(state, action, f"step {action.step} is not open (the run is at step {at})")
 
 
+def _late(state: StepState, action: ActionDecided) -> list[Event]:
+    """An action for a symbol whose decision at the last decided step was missed."""
+    recorded = state.missed.get(action.symbol)
+    late = ActionLate(
+        event_id=event_id(state.run_id, action.step, "late", action.symbol),
+        cause_id=action.event_id,
+        run_id=state.run_id,
+        event_time=action.event_time,
+        symbol=action.symbol,
+        step=action.step,
+        raw=action.raw,
+        smoothed=action.smoothed,
+        policy=action.policy,
+        policy_version=action.policy_version,
+    )
+    if recorded is None:
+        bar = state.bars.get(action.step, {}).get(action.symbol)
+        if bar is not None and action.event_time != bar.event_time:
+            return _rejected(state, action, "its event time is not its bar's")
+        return [late]
+    if recorded == late:
+        return []
+    return _rejected(state, action, f"conflicts with the late action of {action.symbol} recorded")
+
+
 def _same_decision(action: ActionDecided, recorded: DecisionRecorded) -> bool:
     return (
         recorded.cause_id == action.event_id
@@ -361,13 +455,30 @@ def _same_decision(action: ActionDecided, recorded: DecisionRecorded) -> bool:
 
 
 def _decisions(state: StepState, step: int, actions: Mapping[str, ActionDecided]) -> list[Event]:
-    """Record the step's decisions (closing the run after the last step); the step is done."""
+    """Record the step's decisions (closing the run after the last step); the step is done.
+
+    A symbol that had a bar and has no action (a paced run's deadline) is
+    recorded ``DecisionMissed``.
+    """
     led = state.ledger
-    event_time = next(iter(actions.values())).event_time
+    bars = state.bars.get(step, {})
+    event_time = next(iter(bars.values())).event_time if bars else state.marked_time
     events: list[Event] = list(
         record_decisions(
             led, step=step, event_time=event_time, actions=list(actions.values()), rules=state.rules
         )
+    )
+    events.extend(
+        DecisionMissed(
+            event_id=event_id(led.run_id, step, "missed", symbol),
+            cause_id=bars[symbol].event_id,
+            run_id=led.run_id,
+            event_time=event_time,
+            symbol=symbol,
+            step=step,
+        )
+        for symbol in led.symbols
+        if symbol in bars and symbol not in actions
     )
     started = state.started
     if started is not None and step == started.steps_total - 1:
@@ -402,6 +513,10 @@ def evolve(state: StepState, event: Event) -> StepState:
         return replace(state, actions=_put(state.actions, event.symbol, event))
     if isinstance(event, ReplayStarted):
         return replace(state, started=event)
+    if isinstance(event, ReplayFinished):
+        return replace(state, finished=True)
+    if isinstance(event, ActionLate):
+        return replace(state, missed=_put(state.missed, event.symbol, event))
     if isinstance(event, StepCompleted):
         kept = {s: b for s, b in state.bars.items() if s >= event.step}
         return replace(
@@ -419,7 +534,11 @@ def evolve(state: StepState, event: Event) -> StepState:
     if isinstance(event, DecisionRecorded):
         same_step = state.decided and next(iter(state.decided.values())).step == event.step
         decided = _put(state.decided if same_step else {}, event.symbol, event)
-        return replace(state, ledger=ledger, decided=decided)
+        return replace(state, ledger=ledger, decided=decided, missed=MappingProxyType({}))
+    if isinstance(event, DecisionMissed):
+        same_step = ledger.decided_step == state.ledger.decided_step
+        missed = _put(state.missed if same_step else {}, event.symbol, None)
+        return replace(state, ledger=ledger, missed=missed)
     return replace(state, ledger=ledger)
 
 
@@ -442,4 +561,4 @@ def restore(
 
 def is_input(event: Event) -> bool:
     """Whether ``event`` is one of the aggregate's inputs (not to be published again)."""
-    return isinstance(event, ReplayStarted | BarClosed | ActionDecided)
+    return isinstance(event, ReplayStarted | BarClosed | ActionDecided | ReplayFinished)

@@ -20,9 +20,11 @@ import msgspec
 from core.events import (
     AccountMarked,
     ActionDecided,
+    ActionLate,
     BarClosed,
     CollapseDetected,
     CollapseResolved,
+    DecisionMissed,
     DecisionRecorded,
     Event,
     ModelPublished,
@@ -169,6 +171,8 @@ def default_codec() -> Codec:
         ("collapse_detected", CollapseDetected),
         ("model_published", ModelPublished),
         ("collapse_resolved", CollapseResolved),
+        ("decision_missed", DecisionMissed),
+        ("action_late", ActionLate),
     ):
         codec.register(name, cls)
     return codec

@@ -85,6 +85,8 @@ def _homes() -> dict[type, frozenset[str]]:
         ev.ActionDecided: frozenset({AGENT_ACTIONS.name}),
         ev.PortfolioOpened: ledger,
         ev.DecisionRecorded: orders,
+        ev.DecisionMissed: ledger,
+        ev.ActionLate: ledger,
         ev.OrderFilled: orders,
         ev.OrderSkipped: orders,
         ev.AccountMarked: ledger,

@@ -1,4 +1,13 @@
-"""Market replay loop (lockstep): emit every bar of step t, wait for the step to complete.
+"""Market replay loop: lockstep (emit step t, wait for it to complete) or paced.
+
+Lockstep, the default and what evaluation uses, waits for every step to
+complete before the next step's bars. Paced emits each step's bars on their
+own schedule, ``speed`` times faster than the market did (``1x``, ``60x``) or
+back to back (``max``); the agents' actions are due by the next step's bars
+(``core.step``). Either way the replay is never more than ``max_lead`` steps
+ahead of the last completed step, so a slow pipeline slows the replay down
+(``tradingbot_replay_behind_schedule_seconds``) instead of queueing without
+bound.
 
 Before the first step it waits until every service named in ``wait_for`` has
 announced itself ready on ``sim.clock``, so no bar is published before its
@@ -8,11 +17,13 @@ consumers listen.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from aiokafka import TopicPartition
 from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,8 +66,12 @@ class ReplayConfig(BaseSettings):
     """Number of timestamps to replay (all remaining when unset)."""
     min_coverage: float = Field(1.0, gt=0, le=1)
     """Share of the span's timestamps a symbol needs a bar at (1: every one)."""
-    mode: Literal["lockstep"] = "lockstep"
-    """Replay mode; lockstep waits for each step to complete."""
+    mode: Literal["lockstep", "paced"] = "lockstep"
+    """Replay mode: lockstep waits for each step to complete; paced keeps the bars' schedule."""
+    speed: str = Field("max", pattern=r"^(max|[0-9]+(\.[0-9]+)?x)$")
+    """Paced mode: ``max`` (no waiting) or a multiple of real time such as ``1x`` or ``60x``."""
+    max_lead: PositiveInt = 8
+    """Paced mode: most steps published ahead of the last completed one (flow control)."""
     wait_for: tuple[str, ...] = ("portfolio-manager", "symbol-agent")
     """Services that must be ready before the first bar."""
     ready_timeout_s: PositiveFloat = 120.0
@@ -71,6 +86,16 @@ class ReplayTimeout(Refusal):
     """A step or the start of the run did not complete in time."""
 
     exit_code = 4
+
+
+def speed_factor(speed: str) -> float | None:
+    """``60x`` -> 60.0; ``max`` -> None (no schedule)."""
+    if speed == "max":
+        return None
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)x", speed)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"speed {speed!r} is neither 'max' nor a positive multiple like '60x'")
+    return float(match.group(1))
 
 
 def load_span(config: ReplayConfig) -> BarFrame:
@@ -210,17 +235,21 @@ class MarketReplay:
                     log.info("resuming run %s after step %d", cfg.run_id, clock.completed)
                 began = time.perf_counter()
                 first = clock.completed + 1
-                for step in tqdm(
+                steps_iter = tqdm(
                     range(first, frame.n_steps),
                     desc="replay",
                     unit="step",
                     disable=not self.replay.progress,
                     initial=first,
                     total=frame.n_steps,
-                ):
-                    await self._step(step, producer, consumer, dead, clock)
+                )
+                if self.replay.mode == "paced":
+                    await self._paced(steps_iter, first, producer, consumer, dead, clock)
+                else:
+                    for step in steps_iter:
+                        await self._step(step, producer, consumer, dead, clock)
+                    await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [self._finished()])
                 elapsed = time.perf_counter() - began
-                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [self._finished()])
                 steps = frame.n_steps - first
                 log.info(
                     "replayed %d steps, %d bars in %.2fs (%.1f steps/s)",
@@ -283,6 +312,80 @@ class MarketReplay:
         self.metrics.bars.inc(len(bars))
         self.metrics.progress.set((step + 1) / self.frame.n_steps)
 
+    async def _paced(
+        self,
+        steps: tqdm,  # type: ignore[type-arg]
+        first: int,
+        producer: kafka.AIOKafkaProducer,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
+    ) -> None:
+        """Publish each step at its due time (or at once), keeping at most ``max_lead`` ahead."""
+        frame, replay = self.frame, self.replay
+        speed = speed_factor(replay.speed)
+        times = frame.timestamps.astype(np.int64)
+        origin_wall = time.monotonic()
+        origin = int(times[first])
+
+        def due(event_time: int) -> float:
+            if speed is None:
+                return origin_wall
+            return origin_wall + (event_time - origin) / 1e9 / speed
+
+        for step in steps:
+            await self._wait(consumer, dead, clock, due(int(times[step])), step)
+            behind = time.monotonic() - due(int(times[step]))
+            self.metrics.behind.set(max(0.0, behind) if speed is not None else 0.0)
+            bars = step_bars(frame, self.config.run_id, step)
+            await kafka.publish_keyed(producer, MARKET_BARS.name, [(b.symbol, b) for b in bars])
+            clock.published = step
+            self.metrics.steps.inc()
+            self.metrics.bars.inc(len(bars))
+            self.metrics.progress.set((step + 1) / frame.n_steps)
+        # The last step's actions are due when its next bar would have come.
+        gaps = np.diff(times)
+        interval = int(np.median(gaps)) if gaps.size else 0
+        end = frame.n_steps
+        await self._wait(consumer, dead, clock, due(int(times[-1]) + interval), end)
+        await kafka.publish(producer, SIM_CLOCK.name, self.config.run_id, [self._finished()])
+        await self._until(
+            consumer,
+            dead,
+            clock,
+            replay.step_timeout_s,
+            lambda: clock.completed >= end - 1,
+            lambda: f"the run's last step {end - 1} was not completed by the portfolio manager",
+        )
+
+    async def _wait(
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
+        at: float,
+        step: int,
+    ) -> None:
+        """Until ``at`` (monotonic) has come and ``step`` is within ``max_lead`` of the clock."""
+        lead = self.replay.max_lead
+        deadline = time.monotonic() + self.replay.step_timeout_s
+        while True:
+            left = at - time.monotonic()
+            if left <= 0 and step - clock.completed <= lead:
+                return
+            if left > 0 and step - clock.completed <= lead:
+                # On schedule: read the clock while waiting (without sleeping past ``at``).
+                await self._poll(
+                    consumer, dead, clock, timeout_ms=max(1, min(50, int(left * 1000)))
+                )
+                continue
+            await self._poll(consumer, dead, clock)
+            if time.monotonic() > deadline:
+                raise ReplayTimeout(
+                    f"step {step - lead - 1} was not completed by the portfolio manager within "
+                    f"{self.replay.step_timeout_s:.0f}s (run {self.config.run_id})"
+                )
+
     async def _drain(
         self,
         consumer: kafka.AIOKafkaConsumer,
@@ -298,9 +401,13 @@ class MarketReplay:
                 raise ReplayTimeout(f"could not read {SIM_CLOCK.name} to its end")
 
     async def _poll(
-        self, consumer: kafka.AIOKafkaConsumer, dead: kafka.DeadLetters, clock: _Clock
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+        clock: _Clock,
+        timeout_ms: int = 50,
     ) -> None:
-        for item in await kafka.poll(consumer, dead, timeout_ms=50):
+        for item in await kafka.poll(consumer, dead, timeout_ms=timeout_ms):
             event = item.event
             if isinstance(event, Event) and event.run_id == self.config.run_id:
                 problem = clock.problem(event)

@@ -24,3 +24,8 @@ class ReplayMetrics:
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
             registry=registry,
         )
+        self.behind = Gauge(
+            "tradingbot_replay_behind_schedule_seconds",
+            "Paced mode: how late the last step was published against its schedule",
+            registry=registry,
+        )

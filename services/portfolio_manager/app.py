@@ -12,7 +12,9 @@ its last transaction committed (docs/architecture.md, "Crashes and restarts").
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import time
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -22,9 +24,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core import step as aggregate
 from core.events import (
     ActionDecided,
+    ActionLate,
     BarClosed,
+    DecisionMissed,
+    DecisionRecorded,
     Event,
     PortfolioOpened,
+    ReplayFinished,
     ReplayStarted,
     ServiceReady,
     StepCompleted,
@@ -34,6 +40,7 @@ from core.rules import TradingRules
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
 from services.errors import RunClosed
+from services.latency import LatencyMetrics
 from services.metrics import ServiceMetrics
 from services.portfolio_manager.metrics import PortfolioMetrics
 from streams.codec import CODEC, CodecError
@@ -42,7 +49,11 @@ from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLO
 SERVICE = "portfolio-manager"
 log = logging.getLogger(SERVICE)
 ORDER = {SIM_CLOCK.name: 0, MARKET_BARS.name: 1, AGENT_ACTIONS.name: 2}
-"""Within a batch: the run's start before its bars, bars before actions."""
+"""Within a lockstep batch: the run's start before its bars, bars before actions.
+
+A paced batch is taken in the order its records were sent (their timestamps,
+each partition in its own order), so an action sent before the next step's
+bars counts as in time even when they come in one fetch."""
 
 
 class PortfolioConfig(BaseSettings):
@@ -62,6 +73,7 @@ class _Source:
 
     tp: TopicPartition
     offset: int
+    sent_ms: int = 0
 
 
 def transactional_id(config: KafkaConfig) -> str:
@@ -81,6 +93,7 @@ class PortfolioManager:
         self.state = self._empty()
         self.service_metrics = ServiceMetrics(SERVICE)
         self.metrics = PortfolioMetrics(self.service_metrics.registry, rules.periods_per_year)
+        self.latency = LatencyMetrics(self.service_metrics.registry)
 
     def _empty(self) -> aggregate.StepState:
         return aggregate.StepState(
@@ -193,10 +206,13 @@ class _Loop:
     async def step(self) -> None:
         """Take one batch of records through the aggregate and commit what it caused."""
         batches = await self.consumer.getmany(timeout_ms=100)
-        records = sorted(
-            (r for rs in batches.values() for r in rs),
-            key=lambda r: (ORDER[r.topic], r.partition, r.offset),
-        )
+        if self.manager.state.paced:
+            records = list(heapq.merge(*batches.values(), key=lambda r: r.timestamp))
+        else:
+            records = sorted(
+                (r for rs in batches.values() for r in rs),
+                key=lambda r: (ORDER[r.topic], r.partition, r.offset),
+            )
         waiting: set[TopicPartition] = set()
         out: list[Event] = []
         for record in records:
@@ -223,11 +239,14 @@ class _Loop:
             self.letters.append((record, problem))
             self.position[tp] = record.offset + 1
             return True
-        inputs = ReplayStarted | BarClosed | ActionDecided
+        inputs = ReplayStarted | BarClosed | ActionDecided | ReplayFinished
         if not isinstance(item, inputs) or item.run_id != manager.config.run_id:
             self.position[tp] = record.offset + 1
             return True  # another run's, or sim.clock's other events
         if manager.state.started is None and not isinstance(item, ReplayStarted):
+            if isinstance(item, ReplayFinished):
+                self.position[tp] = record.offset + 1
+                return True  # a finished replay's end, read before its start: nothing to do
             return False
         events = aggregate.decide(manager.state, item)
         if not events:
@@ -236,9 +255,15 @@ class _Loop:
             if isinstance(event, aggregate.InputRejected):
                 self.letters.append((record, event.reason))
             elif isinstance(event, BarClosed):
-                self.held[("bar", event.step, event.symbol)] = _Source(tp, record.offset)
+                self.held[("bar", event.step, event.symbol)] = _Source(
+                    tp, record.offset, record.timestamp
+                )
             elif isinstance(event, ActionDecided):
-                self.held[("action", event.step, event.symbol)] = _Source(tp, record.offset)
+                self.held[("action", event.step, event.symbol)] = _Source(
+                    tp, record.offset, record.timestamp
+                )
+            elif isinstance(event, ReplayFinished):
+                self.held[("finished", event.steps, "")] = _Source(tp, record.offset)
             elif not isinstance(event, ReplayStarted):
                 out.append(event)
         manager.state = aggregate.fold(events, manager.state)
@@ -254,6 +279,7 @@ class _Loop:
             for key, source in self.held.items()
             if (key[0] == "bar" and key[1] > decided)
             or (key[0] == "action" and key[2] in state.actions and key[1] == state.decision_step)
+            or (key[0] == "finished" and not state.ledger.closed)
         }
         offsets = dict(self.position)
         for source in self.held.values():
@@ -264,6 +290,7 @@ class _Loop:
         """Publish ``out``, the dead letters and the offsets in one transaction."""
         if not out and not self.letters and not force:
             return
+        sent = self._sent(out)
         cfg = self.manager.config
         try:
             async with self.producer.transaction():
@@ -281,6 +308,34 @@ class _Loop:
         self.letters = []
         if out:
             self.manager.metrics.observe(out, self.manager.state.ledger)
+            self._observe_latency(out, sent)
+
+    def _sent(self, out: list[Event]) -> dict[tuple[str, int, str], int]:
+        """When the bars and actions that ``out`` decides were sent (read before the commit)."""
+        sent: dict[tuple[str, int, str], int] = {}
+        for event in out:
+            if isinstance(event, DecisionRecorded):
+                for kind in ("bar", "action"):
+                    source = self.held.get((kind, event.step, event.symbol))
+                    if source is not None:
+                        sent[(kind, event.step, event.symbol)] = source.sent_ms
+        return sent
+
+    def _observe_latency(self, out: list[Event], sent: dict[tuple[str, int, str], int]) -> None:
+        now = int(time.time() * 1000)
+        latency = self.manager.latency
+        for event in out:
+            if isinstance(event, DecisionRecorded):
+                bar = sent.get(("bar", event.step, event.symbol))
+                action = sent.get(("action", event.step, event.symbol))
+                if bar:
+                    latency.observe("bar_to_decision", bar, now)
+                if action:
+                    latency.observe("action_to_decision", action, now)
+            elif isinstance(event, DecisionMissed):
+                latency.missed.inc()
+            elif isinstance(event, ActionLate):
+                latency.late.inc()
 
 
 async def main() -> PortfolioState:

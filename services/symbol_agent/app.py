@@ -36,11 +36,12 @@ from core.events import (
 )
 from core.features import HISTORY, observe_window
 from core.rules import TradingRules
-from core.step import bar_problem, bars_complete
+from core.step import PACED, bar_problem, bars_complete
 from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
 from services.errors import RunClosed
+from services.latency import LatencyMetrics
 from services.metrics import ServiceMetrics
 from services.models import FLEET
 from services.symbol_agent.metrics import AgentMetrics
@@ -128,6 +129,9 @@ class SymbolAgent:
         self._reset()
         self.service_metrics = ServiceMetrics(SERVICE)
         self.metrics = AgentMetrics(self.service_metrics.registry)
+        self.latency = LatencyMetrics(self.service_metrics.registry)
+        self.sent_ms: dict[int, int] = {}
+        """Per step: when its bars were sent (the latest bar's timestamp)."""
 
     async def serve(self) -> None:
         """Run until this run's portfolio is closed; resume from the run's start after a crash."""
@@ -257,6 +261,9 @@ class SymbolAgent:
             problem = self._bar_problem(event, self.spec, live)
             if problem is not None:
                 await dead.send(item.record, problem)
+            elif live:
+                sent = item.record.timestamp
+                self.sent_ms[event.step] = max(self.sent_ms.get(event.step, 0), sent)
         elif isinstance(event, AccountMarked):
             self.snapshots[event.step] = event
         elif isinstance(event, PortfolioClosed):
@@ -301,7 +308,7 @@ class SymbolAgent:
             return f"conflicts with the bar of {bar.symbol} at step {bar.step} already taken"
         if bar.step < self.next_step:
             return f"late: step {bar.step} is decided (the agent is at step {self.next_step})"
-        if live and bar.step > self.next_step:
+        if live and bar.step > self.next_step and spec.mode != PACED:
             return f"step {bar.step} is not open (the agent is at step {self.next_step})"
         self.bars[bar.step][bar.symbol] = bar
         return None
@@ -316,10 +323,15 @@ class SymbolAgent:
             published = self.published.pop(step, {})
             actions = self.decide(step, bars, snapshot, published)
             missing = [a for a in actions if published.get(a.symbol) != a]
+            sent = self.sent_ms.pop(step, 0)
             if missing:
                 await kafka.publish_keyed(
                     producer, AGENT_ACTIONS.name, [(a.symbol, a) for a in missing]
                 )
+                if sent:
+                    now = int(time.time() * 1000)
+                    for _ in missing:
+                        self.latency.observe("bar_to_action", sent, now)
             self.decided_bars = self.bars.pop(step)
             self.snapshots.pop(step)
             self.next_step += 1
