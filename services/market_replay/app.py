@@ -314,7 +314,7 @@ class MarketReplay:
 
     async def _paced(
         self,
-        steps: tqdm,  # type: ignore[type-arg]
+        steps: tqdm,
         first: int,
         producer: kafka.AIOKafkaProducer,
         consumer: kafka.AIOKafkaConsumer,
