@@ -11,7 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.bars import BarDataError
-from core.events import PortfolioClosed
 from core.gates import gate_table
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
 from services import kafka
@@ -28,7 +27,7 @@ from services.errors import Refusal
 from services.evaluation import EvaluationError
 from services.models import ModelError
 from services.monitoring import MonitoringError
-from streams.topics import PORTFOLIO_EVENTS
+from services.report import ReportError
 
 SERVICE_MODULES = {
     "market-replay": "services.market_replay.app",
@@ -173,6 +172,22 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--bootstrap", default="127.0.0.1:9092")
     summary.add_argument("--json", action="store_true", help="print JSON instead of text")
     _periods_option(summary)
+
+    report = commands.add_parser(
+        "report",
+        help="an HTML report with PNG charts of a run, from the event log",
+        description="Read a run's portfolio.events, market.bars and monitor.alerts and write "
+        "index.html (self-contained), the PNG charts and report.json: equity and drawdown "
+        "against buy-and-hold, P&L by agent, action histograms, action diversity over time "
+        "with the collapse thresholds, alerts on a timeline and the gate table.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    report.add_argument("run_id", help="the run (printed by `tradingbot demo`)")
+    report.add_argument("--bootstrap", default="127.0.0.1:9092", help="the broker holding the run")
+    report.add_argument(
+        "--out", type=Path, default=None, help="folder of the report (default: runs/RUN_ID/report)"
+    )
+    _periods_option(report)
     return parser
 
 
@@ -344,20 +359,24 @@ def main(argv: list[str] | None = None) -> int:
 
             module = importlib.import_module(SERVICE_MODULES[args.service])
             run_service(args.service, module.main)
-        elif args.command == "summary":
-            events = asyncio.run(
-                kafka.read_run(
-                    args.bootstrap, PORTFOLIO_EVENTS.name, args.run_id, until=PortfolioClosed
-                )
+        elif args.command == "report":
+            from services.report import make_report
+
+            out = args.out or REPO / "runs" / args.run_id / "report"
+            data, index = make_report(args.bootstrap, args.run_id, out, args.periods_per_year)
+            s = data.table.summary
+            print(
+                f"report of {s.run_id}: {s.steps} steps x {s.symbols} symbols, total return "
+                f"{s.total_return:+.2%} (buy-and-hold {data.benchmark.total_return:+.2%}), "
+                f"Sharpe {s.sharpe:.2f} annualised with {s.annualisation.describe()}"
             )
-            if not events:
-                print(
-                    f"tradingbot summary: no run {args.run_id!r} on {PORTFOLIO_EVENTS.name} at "
-                    f"{args.bootstrap} (the run id is printed by `tradingbot demo`; a broker "
-                    "started afresh has none)",
-                    file=sys.stderr,
-                )
-                return 1
+            print(f"  {index}")
+            for png in sorted(out.glob("*.png")):
+                print(f"  {png}")
+        elif args.command == "summary":
+            from services.report import read_ledger
+
+            events = asyncio.run(read_ledger(args.bootstrap, args.run_id))
             table = gate_table(events, args.periods_per_year)
             run = table.summary
             print(
@@ -370,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         MonitoringError,
         ModelError,
         EvaluationError,
+        ReportError,
     ) as e:
         print(f"tradingbot {args.command}: {e}", file=sys.stderr)
         return 1
