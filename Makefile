@@ -12,7 +12,7 @@ TIMESCALEDB := deploy/local/timescaledb/timescaledb.sh
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint unit integration soak bench stop clean
+.PHONY: help setup demo test lint unit integration soak bench stop clean compose-test
 
 help:
 	@echo "make demo    replay 245 days of 143 real symbols through Kafka, agents and the portfolio manager"
@@ -20,6 +20,7 @@ help:
 	@echo "make soak    the fault trials at full size: kill -9, broker restart, hostile input (tests/faults)"
 	@echo "make bench   benchmark tables: the lockstep replay (benchmarks/run.py), the envs (benchmarks/envs.py)"
 	@echo "make stop    stop the local Kafka left running by 'make demo DEMO_ARGS=--keep-running'"
+	@echo "make compose-test  docker compose up on a real Docker Engine (offline image set), checked end to end"
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or set PYTHON=/path/to/python3.11)" >&2; exit 1; }
@@ -75,6 +76,12 @@ bench: setup $(BENCH_STAMP)
 	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
 	$(VENV)/bin/python -m benchmarks.sac $(BENCH_SAC_ARGS)
 	$(VENV)/bin/python -m benchmarks.timescale_sink $(BENCH_DB_ARGS)
+
+# docker compose on a real Docker Engine: a private one (deploy/local/docker/docker.sh) when
+# none answers, the offline image set (deploy/offline/build.sh), tests/compose.
+compose-test: setup
+	@bash deploy/local/docker/docker.sh install
+	$(VENV)/bin/pytest tests/compose -s $(PYTEST_ARGS)
 
 stop:
 	@for pid in runs/*/collapse-detector.pid runs/*/timescale-sink.pid; do [ -f "$$pid" ] && kill "$$(cat "$$pid")" 2>/dev/null; rm -f "$$pid"; done; true

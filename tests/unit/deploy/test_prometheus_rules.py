@@ -94,10 +94,13 @@ def test_compose_config_loads_every_rule_file_and_scrapes_every_service() -> Non
 
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "tradingbot"]
     targets = {t: g["labels"]["service"] for g in job["static_configs"] for t in g["targets"]}
+    # The symbol agent's replicas are found by DNS (no trainer in the compose stack).
+    (agents,) = job["dns_sd_configs"]
+    targets |= {f"{name}:{agents['port']}": name for name in agents["names"]}
     doc = METRICS_DOC.read_text()
     assert sorted(targets.values()) == sorted(
         [
-            "market-replay", "symbol-agent", "portfolio-manager", "collapse-detector", "trainer",
+            "market-replay", "symbol-agent", "portfolio-manager", "collapse-detector",
             "timescale-sink",
         ]
     )  # fmt: skip

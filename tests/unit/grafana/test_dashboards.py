@@ -325,8 +325,13 @@ def test_timescaledb_datasource_provisioning_matches_the_compose_database() -> N
     (source,) = config["datasources"]
     compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text(encoding="utf-8"))
     database = compose["services"]["timescaledb"]["environment"]
+    grafana = compose["services"]["grafana"]["environment"]
 
     assert source["uid"] == "timescaledb" and source["type"] == "postgres"
     assert source["url"] == "timescaledb:5432"
-    assert source["jsonData"]["database"] == database["POSTGRES_DB"]
-    assert source["secureJsonData"]["password"] == database["POSTGRES_PASSWORD"]
+    # No secret in the file: Grafana expands its environment, set like the database's.
+    assert source["user"] == "${POSTGRES_USER}"
+    assert source["jsonData"]["database"] == "${POSTGRES_DB}"
+    assert source["secureJsonData"]["password"] == "${POSTGRES_PASSWORD}"
+    for name in ("POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD"):
+        assert grafana[name] == database[name], name
