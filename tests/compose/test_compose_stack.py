@@ -228,6 +228,7 @@ def observed(
                 f"TRADINGBOT_REPLAY_SYMBOLS={SYMBOLS}",
                 f"TRADINGBOT_REPLAY_STEPS={STEPS}",
                 "TRADINGBOT_AGENT_FLEET=mixed",
+                "TRADINGBOT_AGENT_POLICY=momentum",
                 "POSTGRES_USER=tradingbot",
                 "POSTGRES_DB=tradingbot",
                 "GRAFANA_ADMIN_USER=admin",
@@ -269,6 +270,7 @@ def observed(
             "--no-monitoring", "--no-database", "--no-progress",
             "--metrics-port", str(ports["metrics"]), "--json", summary_json,
             "--runs-dir", tmp / "runs", timeout=900,
+            env={**os.environ, "TRADINGBOT_AGENT_POLICY": "momentum"},
         )  # fmt: skip
         print(f"local-process reference run: {time.monotonic() - t0:.0f}s", file=sys.stderr)
         reference_id = json.loads(summary_json.read_text())["run_id"]
