@@ -90,8 +90,11 @@ do_install() {
     command -v apt-get >/dev/null 2>&1 || die "dockerd not found and there is no apt-get; install Docker Engine"
     log "installing docker.io from apt (no recommends) ..."
     mkdir -p "$BASE"
+    # A machine whose package lists are old or missing: update them once, then try again.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io >"$BASE/apt.log" 2>&1 ||
-      { tail -n 5 "$BASE/apt.log" >&2; die "'apt-get install docker.io' failed (see $BASE/apt.log; run 'apt-get update' first)"; }
+      { apt-get update >>"$BASE/apt.log" 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io >>"$BASE/apt.log" 2>&1; } ||
+      { tail -n 5 "$BASE/apt.log" >&2; die "'apt-get install docker.io' failed (see $BASE/apt.log)"; }
   fi
   command -v docker >/dev/null 2>&1 || die "no docker client after installing docker.io"
   install_compose
