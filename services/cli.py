@@ -13,7 +13,7 @@ from pathlib import Path
 from core.bars import BarDataError
 from core.gates import gate_table
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
-from services import kafka
+from services import kafka, synth_cli
 from services.db import cli as db_cli
 from services.demo import (
     REPO,
@@ -166,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("path", help="the bar data")
     add_loader_options(inspect)
+    synth_cli.add_parser(data_commands)
 
     summary = commands.add_parser("summary", help="summarise a run from portfolio.events")
     summary.add_argument("run_id")
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         return db_cli.run(args)
     try:
         if args.command == "data":
+            if args.data_command == "synth":
+                return synth_cli.run(args)
             from core.layouts import inspect_lines
             from rl_agents.data import load_bars
 
