@@ -40,15 +40,12 @@ def write_bars(frame: BarFrame, path: Path) -> Path:
             pq.write_table(table, partial)
         else:
             options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
-            header = (",".join(SHARED_HEADER) + "\n").encode()
-            with partial.open("wb") as raw:
-                if name.endswith(".gz"):
-                    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream:
-                        stream.write(header)
-                        pa_csv.write_csv(table, stream, options)
-                else:
-                    raw.write(header)
-                    pa_csv.write_csv(table, raw, options)
+            buffer = pa.BufferOutputStream()
+            pa_csv.write_csv(table, buffer, options)
+            text = (",".join(SHARED_HEADER) + "\n").encode() + buffer.getvalue().to_pybytes()
+            if name.endswith(".gz"):
+                text = gzip.compress(text, compresslevel=6, mtime=0)
+            partial.write_bytes(text)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
