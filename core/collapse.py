@@ -234,14 +234,14 @@ class ActionWindow:
                 saturation=0.0,
             )  # fmt: skip
         entropy = max(0.0, math.log(n) - self._xlogx_sum / n)
-        hold, buy, sell = (c / n for c in self._kind_counts)
+        hold, buy, sell = self._kind_counts
         return CollapseStats(
             actions=n,
             entropy=entropy,
             diversity=entropy / math.log(BINS),
             dominant_bin=max(self._bin_counts) / n,
             dominant_kind=max(self._kind_counts) / n,
-            kind_shares=(buy, sell, hold),
+            kind_shares=(buy / n, sell / n, hold / n),
             repeat_run=self._raw_runs.longest,
             kind_run=self._kind_runs.longest,
             trade_frequency=self._filled_count / self._settled_count

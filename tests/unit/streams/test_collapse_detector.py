@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from core.events import (
@@ -17,9 +18,22 @@ from core.events import (
     PortfolioClosed,
     event_id,
 )
-from streams.collapse_detector.app import Detector, Refused, check_web_port, serve_metrics
+from streams.codec import CODEC
+from streams.collapse_detector.app import (
+    Detector,
+    Refused,
+    check_web_port,
+    serve_metrics,
+    unpack,
+)
 from streams.collapse_detector.config import DetectorConfig
-from streams.collapse_detector.ledger import ledger_problem, watched
+from streams.collapse_detector.ledger import (
+    batches,
+    encode_batch,
+    ledger_problem,
+    partition_of,
+    watched,
+)
 from streams.collapse_detector.metrics import DetectorMetrics
 
 RUN = "unit-run"
@@ -79,15 +93,14 @@ def skipped(decided_at: int, symbol: str = "AAA") -> OrderSkipped:
 
 
 class Tables:
-    """The detector's two tables as dicts: what the changelog would restore."""
+    """The detector's table as a dict: what the changelog would restore."""
 
     def __init__(self) -> None:
-        self.slots: dict[str, Any] = {}
-        self.open: dict[str, str] = {}
+        self.state: dict[str, Any] = {}
 
     def detector(self, **settings: Any) -> Detector:
         config = DetectorConfig(**settings)
-        return Detector(config, DetectorMetrics(CollectorRegistry()), self.slots, self.open)
+        return Detector(config, DetectorMetrics(CollectorRegistry()), self.state)
 
 
 def healthy_raw(step: int) -> float:
@@ -173,9 +186,9 @@ def test_an_agent_that_never_fills_raises_the_trade_frequency_alert() -> None:
 def test_a_restarted_detector_continues_its_windows_and_open_alerts_from_the_tables() -> None:
     tables = Tables()
     first = tables.detector()
-    for step in range(60):
-        first.on_decision(decision(step))
-        first.on_order(filled(decided_at=step))
+    for step in range(60):  # one batch per step, as a live run forwards them
+        first.on_records([decision(step), filled(decided_at=step)])
+        first.persist()
 
     restarted = tables.detector()
     rebuilt = restarted.window(f"{RUN}|AAA").stats()
@@ -191,12 +204,74 @@ def test_a_full_window_keeps_its_last_decisions_across_a_restart() -> None:
     tables = Tables()
     first = tables.detector(window=50)
     for step in range(120):
-        first.on_decision(decision(step, healthy_raw(step)))
+        first.on_records([decision(step, healthy_raw(step)), skipped(decided_at=step)])
+        first.persist()
 
     restarted = tables.detector(window=50)
 
-    assert len(tables.slots) == 50
     assert restarted.window(f"{RUN}|AAA").stats() == first.window(f"{RUN}|AAA").stats()
+    assert len(tables.state) == 1 + 2 * 50 + 2  # a head and a ring of segments: bounded
+
+
+def test_a_batch_writes_one_segment_and_one_head_per_agent() -> None:
+    writes: list[str] = []
+
+    class Recorded(dict[str, Any]):
+        def __setitem__(self, key: str, value: Any) -> None:
+            writes.append(key)
+            super().__setitem__(key, value)
+
+    detector = Detector(DetectorConfig(), DetectorMetrics(CollectorRegistry()), Recorded())
+    batch = [
+        r
+        for step in range(100)
+        for symbol in ("AAA", "BBB")
+        for r in (decision(step, healthy_raw(step), symbol=symbol), filled(step, symbol))
+    ]
+
+    detector.on_records(batch)
+    detector.persist()
+
+    assert sorted(writes) == [f"{RUN}|AAA", f"{RUN}|AAA|0", f"{RUN}|BBB", f"{RUN}|BBB|0"]
+
+
+def test_a_batch_taken_again_after_a_restart_is_counted_once() -> None:
+    tables = Tables()
+    first = tables.detector()
+    batches = [
+        [r for step in range(i, i + 10) for r in (decision(step), filled(decided_at=step))]
+        for i in range(0, 100, 10)
+    ]
+    for batch in batches[:6]:
+        first.on_records(batch)
+        first.persist()
+    first.on_records(batches[6])  # killed before its state reached the table
+
+    restarted = tables.detector()
+    raised = [a for batch in batches[4:] for a in restarted.on_records(batch)]  # redelivered
+    restarted.persist()
+    restarted_again = tables.detector()
+
+    once = Tables().detector()
+    for batch in batches:
+        once.on_records(batch)
+    expected = once.window(f"{RUN}|AAA").stats()
+    assert restarted.window(f"{RUN}|AAA").stats() == expected
+    assert restarted_again.window(f"{RUN}|AAA").stats() == expected
+    assert expected.actions == 100
+    assert raised == []  # the alerts of step 49 were open before the kill
+
+
+def test_an_alert_whose_state_was_lost_is_raised_again_with_the_same_id() -> None:
+    tables = Tables()
+    first = tables.detector()
+    batch = [r for step in range(60) for r in (decision(step), filled(decided_at=step))]
+    before = first.on_records(batch)  # sent, then killed before persist
+
+    again = tables.detector().on_records(batch)
+
+    assert [a.event_id for a in again] == [a.event_id for a in before]
+    assert {a.metric for a in before} == {"dominance", "entropy", "repeats"}
 
 
 def test_only_decisions_and_orders_of_the_watched_run_feed_the_windows() -> None:
@@ -236,3 +311,58 @@ def test_a_taken_metrics_port_is_refused_naming_its_setting(listening_port: int)
 def test_a_taken_web_port_is_refused_naming_its_setting(listening_port: int) -> None:
     with pytest.raises(Refused, match=f"port {listening_port} .*TRADINGBOT_DETECTOR_WEB_PORT"):
         check_web_port(listening_port)
+
+
+def test_a_batch_of_ledger_records_comes_back_whole_and_in_order() -> None:
+    records = [decision(step, healthy_raw(step)) for step in range(300)]
+    payloads = [CODEC.encode(r) for r in records]
+
+    framed = list(batches(payloads, limit=16 * 1024))
+    unpacked = [r for value in framed for r in unpack(value, DetectorConfig())[0]]
+
+    assert len(framed) > 1
+    assert all(len(value) <= 16 * 1024 + 512 for value in framed)
+    assert unpacked == records
+
+
+def test_a_bad_record_in_a_batch_is_dead_lettered_with_its_place_and_the_rest_kept() -> None:
+    good = [CODEC.encode(decision(0)), CODEC.encode(decision(2))]
+    value = encode_batch([good[0], CODEC.encode(decision(1, kind="short")), good[1]])
+
+    records, problems = unpack(value, DetectorConfig())
+
+    assert [r.step for r in records] == [0, 2]
+    assert [(index, reason) for index, _, reason in problems] == [
+        (1, "decision kind 'short' is not one of hold, buy, sell")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"type":"ledger_records","v":1,"data":{"records":5}}', "invalid ledger_records"),
+        (b'{"type":"ledger_records","v":2,"data":{"records":[]}}', "v2 is not supported"),
+        (b"not json", "not an event envelope"),
+        (b'{"type":"who_knows","v":1,"data":{}}', "unknown event type 'who_knows'"),
+    ],
+)
+def test_a_record_that_is_neither_a_batch_nor_a_ledger_record_is_dead_lettered(
+    value: bytes, reason: str
+) -> None:
+    records, problems = unpack(value, DetectorConfig())
+
+    assert records == []
+    assert len(problems) == 1 and problems[0][0] is None and reason in problems[0][2]
+
+
+def test_a_single_ledger_record_still_feeds_the_windows() -> None:
+    records, problems = unpack(CODEC.encode(filled(3)), DetectorConfig())
+
+    assert (records, problems) == ([filled(3)], [])
+
+
+def test_a_symbol_goes_to_the_partition_kafkas_default_partitioner_gives_its_key() -> None:
+    partitions = list(range(8))
+    for symbol in ("AAA", "BBB", "S000", "S143", "GNW"):
+        expected = DefaultPartitioner()(symbol.encode(), partitions, partitions)
+        assert partition_of(symbol, 8) == expected
