@@ -36,8 +36,9 @@ PORTFOLIO_EVENTS = Topic(name="portfolio.events", key="portfolio id", partitions
 AGENT_MODELS = Topic(name="agent.models", key="agent id", partitions=1, cleanup_policy="compact")
 MONITOR_ALERTS = Topic(name="monitor.alerts", key="agent id", partitions=1)
 MONITOR_ORDERS = Topic(name="monitor.orders", key="symbol", partitions=8)
-"""The decisions and order outcomes (fills and skips) of portfolio.events re-keyed by
-symbol, in ledger order: the collapse detector's input, partitioned like its tables."""
+"""The decisions and order outcomes (fills and skips) of portfolio.events in the partition
+of their symbol, in ledger order, as batches (``ledger_records``): the collapse detector's
+input, partitioned like its table."""
 
 TOPICS: tuple[Topic, ...] = (
     MARKET_BARS,
