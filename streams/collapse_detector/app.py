@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -63,6 +63,7 @@ from streams.collapse_detector.ledger import (
     LedgerRekeyer,
     dead_letter,
     ledger_problem,
+    partition_of,
     records_of,
     watched,
 )
@@ -96,6 +97,7 @@ _segment = msgspec.json.Decoder(list[Any])
 class _Agent:
     """One agent's window and what is not in the table yet."""
 
+    symbol: str
     window: ActionWindow
     open: dict[str, str]
     next_segment: int
@@ -147,7 +149,7 @@ class Detector:
         window = ActionWindow(self.config.window, self.config.span_ns)
         stored = self.state.get(key)
         if stored is None:
-            return _Agent(window, {}, 0)
+            return _Agent(symbol, window, {}, 0)
         head = _head.decode(stored)
         segments: list[list[Any]] = []
         decisions = 0
@@ -168,7 +170,19 @@ class Detector:
         for metric, severity in head.open.items():
             if severity:
                 self.metrics.collapse_open.labels(symbol, metric, severity).set(1)
-        return _Agent(window, dict(head.open), head.newest + 1)
+        return _Agent(symbol, window, dict(head.open), head.newest + 1)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the windows of agents in revoked ``partitions`` of ``monitor.orders``.
+
+        The table is the truth: a partition may be another worker's before it
+        comes back, and what this one did not persist of it is not committed
+        either, so its next owner takes it again.
+        """
+        for key, agent in list(self.agents.items()):
+            if partition_of(agent.symbol, MONITOR_ORDERS.partitions) in partitions:
+                del self.agents[key]
+                self.touched.pop(key, None)
 
     def on_records(self, records: Iterable[LedgerInput]) -> list[Alert]:
         """Take ledger records, in order, into their windows; return the alerts they cause.
@@ -396,6 +410,11 @@ def create_app(
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(detector.config, metrics, **kwargs)
+
+    async def forget_windows(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        detector.forget({tp.partition for tp in revoked if tp.topic == MONITOR_ORDERS.name})
+
+    app.on_partitions_revoked.connect(cast(Any, forget_windows))
 
     @app.agent(by_symbol)
     async def watch(stream: Any) -> None:

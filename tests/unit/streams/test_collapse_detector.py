@@ -366,3 +366,24 @@ def test_a_symbol_goes_to_the_partition_kafkas_default_partitioner_gives_its_key
     for symbol in ("AAA", "BBB", "S000", "S143", "GNW"):
         expected = DefaultPartitioner()(symbol.encode(), partitions, partitions)
         assert partition_of(symbol, 8) == expected
+
+
+def test_revoked_partitions_forget_their_windows_and_keep_the_others() -> None:
+    tables = Tables()
+    detector = tables.detector()
+    here, there = (
+        "AAA",
+        next(
+            s for s in ("BBB", "CCC", "DDD", "EEE") if partition_of(s, 8) != partition_of("AAA", 8)
+        ),
+    )
+    detector.on_records([decision(0, symbol=here), decision(0, symbol=there)])
+    detector.persist()
+    detector.on_records([decision(1, symbol=here), decision(1, symbol=there)])  # not persisted
+
+    detector.forget({partition_of(here, 8)})
+    detector.persist()
+
+    assert len(detector.window(f"{RUN}|{here}")) == 1  # rebuilt from the table
+    assert len(detector.window(f"{RUN}|{there}")) == 2  # untouched, and now persisted
+    assert len(tables.detector().window(f"{RUN}|{there}")) == 2
