@@ -43,6 +43,7 @@ STEPS = 60
 """60 trading days: the collapse detector judges an agent from its 50th action on."""
 KILL_AT_STEP = 25
 SINK_GROUP = "tradingbot-timescale-sink"
+pytestmark = pytest.mark.timeout(3600)  # the first test builds every image from scratch
 LONG_RUNNING = ("kafka", "timescaledb", "prometheus", "alertmanager", "collapse-detector")
 PIPELINE = ("market-replay", "symbol-agent", "portfolio-manager")
 SCRAPED = {"market-replay", "symbol-agent", "portfolio-manager", "collapse-detector"}
@@ -112,13 +113,15 @@ class Compose:
     env_file: Path
     project: str
 
+    def command(self) -> list[str]:
+        return [
+            "docker", "compose", "--project-name", self.project, "--env-file", str(self.env_file),
+            "-f", str(DEPLOY / "docker-compose.yml"),
+            "-f", str(DEPLOY / "docker-compose.offline.yml"),
+        ]  # fmt: skip
+
     def __call__(self, *args: str, timeout: float = 900) -> str:
-        return run(
-            "docker", "compose", "--project-name", self.project,
-            "--env-file", self.env_file,
-            "-f", DEPLOY / "docker-compose.yml", "-f", DEPLOY / "docker-compose.offline.yml",
-            *args, env=self.env, timeout=timeout,
-        )  # fmt: skip
+        return run(*self.command(), *args, env=self.env, timeout=timeout)
 
     def state(self, service: str) -> dict[str, Any]:
         """``docker inspect``'s State of the service's one container."""
@@ -255,11 +258,15 @@ def observed(
         ),
         bootstrap=bootstrap,
     )
+    build: subprocess.Popen[bytes] | None = None
     try:
-        t0 = time.monotonic()
-        compose("build")
-        print(f"docker compose build: {time.monotonic() - t0:.0f}s", file=sys.stderr)
         compose("up", "-d", "--wait", "kafka")
+        # The services' image builds while the local processes replay the reference run.
+        build_log = tmp / "build.log"
+        with build_log.open("w") as log:
+            build = subprocess.Popen(
+                [*compose.command(), "build"], env=engine, stdout=log, stderr=subprocess.STDOUT
+            )
 
         # The reference: the same data replayed by the local processes of the demo.
         summary_json = tmp / "reference.json"
@@ -273,6 +280,9 @@ def observed(
             env={**os.environ, "TRADINGBOT_AGENT_POLICY": "momentum"},
         )  # fmt: skip
         print(f"local-process reference run: {time.monotonic() - t0:.0f}s", file=sys.stderr)
+        if build.wait(timeout=1800) != 0:
+            pytest.fail(f"docker compose build failed:\n{build_log.read_text()[-4000:]}")
+        print(f"docker compose build (beside it): {time.monotonic() - t0:.0f}s", file=sys.stderr)
         reference_id = json.loads(summary_json.read_text())["run_id"]
         seen.reference_run_id = reference_id
         seen.reference = asyncio.run(raw_ledger(bootstrap, reference_id))
@@ -348,6 +358,9 @@ def observed(
         time.sleep(10)  # and nothing more arrives for the healthy agents
         seen.paged_at_alertmanager = paged()
     finally:
+        if build is not None and build.poll() is None:
+            build.kill()
+            build.wait()
         t0 = time.monotonic()
         compose("down", "-v", "--remove-orphans", timeout=300)
         print(f"docker compose down -v: {time.monotonic() - t0:.0f}s", file=sys.stderr)
@@ -409,3 +422,28 @@ def test_collapse_alerts_fire_for_exactly_the_collapsed_agents_and_reach_alertma
 
 def test_down_v_leaves_no_container_network_or_volume(observed: Observed) -> None:
     assert observed.down_left == {"containers": "", "networks": "", "volumes": ""}
+
+
+def test_compose_config_validates_both_files_and_names_a_missing_secret(
+    engine: dict[str, str], tmp_path: Path
+) -> None:
+    example = (DEPLOY / ".env.example").read_text()
+    filled = example.replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=p1\n")
+    filled = filled.replace("GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=p2\n")
+    env_file = tmp_path / "env"
+    files = (
+        "-f",
+        str(DEPLOY / "docker-compose.yml"),
+        "-f",
+        str(DEPLOY / "docker-compose.offline.yml"),
+    )
+    for chosen in (files[:2], files):
+        env_file.write_text(filled)
+        run("docker", "compose", "--env-file", env_file, *chosen, "config", "--quiet", env=engine)
+        env_file.write_text(example)  # the passwords empty, as shipped
+        refused = subprocess.run(
+            ["docker", "compose", "--env-file", str(env_file), *chosen, "config", "--quiet"],
+            env=engine, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "PASSWORD" in refused.stderr and "deploy/.env.example" in refused.stderr

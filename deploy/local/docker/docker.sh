@@ -35,7 +35,7 @@ ID="$(printf '%s' "$DATA_ROOT" | sha256sum | cut -c1-8)"
 readonly ID
 readonly EXEC_ROOT="/run/tradingbot-docker-$ID"
 readonly RUN_DIR="$BASE/run"
-readonly PID_FILE="$RUN_DIR/dockerd.pid"
+readonly PID_FILE="$RUN_DIR/dockerd-$ID.pid" # one engine per data root
 readonly SOCKET="$EXEC_ROOT/docker.sock"
 readonly LOG_FILE="$BASE/dockerd.log"
 readonly COMPOSE_SUITE=trixie
