@@ -154,7 +154,7 @@ def buy_and_hold(close: npt.ArrayLike, initial: float, yearly: Annualisation) ->
     """Equal-weight buy-and-hold of the run's symbols at the first step's close, no fees."""
     curve = buy_and_hold_equity(close, initial)
     return Benchmark(
-        label="buy-and-hold (equal weight, no fees)",
+        label="buy-and-hold (equal weight at the first close, no fees)",
         total_return=total_return(initial, float(curve[-1])),
         max_drawdown=max_drawdown(curve),
         sharpe=sharpe_ratio(step_returns(curve), yearly.periods_per_year),

@@ -25,6 +25,7 @@ from services.demo import (
 )
 from services.errors import Refusal
 from services.evaluation import EvaluationError
+from services.fleet import FLEETS
 from services.models import ModelError
 from services.monitoring import MonitoringError
 from services.report import ReportError
@@ -38,9 +39,58 @@ SERVICE_MODULES = {
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def with_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """End every option's help of ``parser`` and its subcommands with the option's default."""
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its actions there
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                with_defaults(sub)
+            continue
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):  # noqa: SLF001
+            continue
+        text = action.help or ""
+        if "default" in text or "%(default)" in text:
+            continue
+        if action.nargs == 0:  # a flag
+            note = "off unless given"
+        elif action.default is None:
+            note = "default: not set"
+        elif isinstance(action.default, list) and not action.default:
+            note = "default: none"
+        else:
+            note = f"default: {str(action.default).replace('%', '%%')}"
+        action.help = f"{text} ({note})" if text else f"({note})"
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text}")
     return value
 
 
@@ -54,12 +104,14 @@ def _parser() -> argparse.ArgumentParser:
         default=BYTETHEORY,
         help="'bytetheory', a CSV, CSV.gz or Parquet file, or a folder of one file per symbol",
     )
-    demo.add_argument("--symbols", type=int, default=DEFAULT_UNIVERSE, help="fleet size")
-    demo.add_argument("--start", type=int, default=0, help="first timestamp index")
-    demo.add_argument("--steps", type=int, default=None, help="timestamps to replay (all)")
+    demo.add_argument("--symbols", type=_positive, default=DEFAULT_UNIVERSE, help="fleet size")
+    demo.add_argument("--start", type=_non_negative, default=0, help="first timestamp index")
+    demo.add_argument(
+        "--steps", type=_positive, default=None, help="timestamps to replay (default: all left)"
+    )
     demo.add_argument(
         "--min-coverage",
-        type=float,
+        type=_share,
         default=1.0,
         help="share of timestamps a symbol needs a bar at (1: every one; lower it for gappy data)",
     )
@@ -80,9 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument(
         "--fleet",
-        choices=("single", "mixed"),
-        default="single",
-        help="mixed: every 10th agent serves the collapsed always-BUY_SMALL discrete policy",
+        choices=FLEETS,
+        default="sac",
+        help="sac: the trained SAC fleet shipped in rl_agents/fleets (momentum when the data "
+        "has other symbols); momentum: the baseline; mixed: momentum with every 10th agent "
+        "serving the collapsed always-BUY_SMALL discrete policy",
     )
     demo.add_argument(
         "--no-monitoring", action="store_true", help="do not start Prometheus and Alertmanager"
@@ -102,8 +156,12 @@ def _parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("TIMESCALEDB_PORT", "5433")),
         help="port of the local TimescaleDB (default 5433 or $TIMESCALEDB_PORT)",
     )
-    demo.add_argument("--prometheus-port", type=int, default=9090)
-    demo.add_argument("--alertmanager-port", type=int, default=9093)
+    demo.add_argument(
+        "--prometheus-port", type=int, default=9090, help="port of the Prometheus the demo starts"
+    )
+    demo.add_argument(
+        "--alertmanager-port", type=int, default=9093, help="port of its Alertmanager"
+    )
     demo.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
     _periods_option(demo)
     add_loader_options(demo)
@@ -162,7 +220,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Read bar data as `tradingbot demo --dataset` would and say what is in it. "
         "PATH is 'bytetheory', a CSV, CSV.gz or Parquet file, or a folder of one file per "
         "symbol (docs/data.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     inspect.add_argument("path", help="the bar data")
     add_loader_options(inspect)
@@ -181,7 +238,6 @@ def _parser() -> argparse.ArgumentParser:
         "index.html (self-contained), the PNG charts and report.json: equity and drawdown "
         "against buy-and-hold, P&L by agent, action histograms, action diversity over time "
         "with the collapse thresholds, alerts on a timeline and the gate table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     report.add_argument("run_id", help="the run (printed by `tradingbot demo`)")
     report.add_argument("--bootstrap", default="127.0.0.1:9092", help="the broker holding the run")
@@ -189,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="folder of the report (default: runs/RUN_ID/report)"
     )
     _periods_option(report)
-    return parser
+    return with_defaults(parser)
 
 
 def add_loader_options(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,8 @@ from core.report import Benchmark, RunSummary, buy_and_hold
 from services import kafka
 from services.db import local as local_db
 from services.db.errors import DatabaseError
+from services.fleet import FleetError
+from services.fleet import choose as choose_fleet
 from services.market_replay.app import ReplayConfig, load_span
 from services.monitoring import (
     AgentAlerts,
@@ -81,7 +83,8 @@ class DemoOptions:
     progress: bool
     json_path: Path | None
     runs_dir: Path
-    fleet: str = "single"
+    fleet: str = "sac"
+    """``sac`` (the shipped fleet), ``momentum`` or ``mixed`` (services.fleet.FLEETS)."""
     monitoring: bool = True
     metrics_port: int = 9101
     prometheus_port: int = 9090
@@ -271,6 +274,8 @@ class DemoResult:
     received: int
     endpoints: dict[str, str]
     database: local_db.RunRows | None = None
+    fleet: str = ""
+    """What the agents served, and why (services.fleet.choose)."""
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
@@ -290,6 +295,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
         f" ({len(frame.repairs)} bars repaired, see docs/data.md)",
         file=sys.stderr,
     )
+    try:
+        fleet = choose_fleet(options.fleet, frame)
+    except FleetError as e:
+        raise DemoError(str(e)) from e
+    print(f"fleet: {fleet.note}", file=sys.stderr)
     needed = {f"{name} /metrics": options.metrics_port + i for i, (name, _) in enumerate(SERVICES)}
     if options.monitoring:
         needed |= {
@@ -333,7 +343,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             "TRADINGBOT_REPLAY_MIN_COVERAGE": str(options.min_coverage),
             "TRADINGBOT_REPLAY_METRICS_PORT": str(ports["market-replay"]),
             "TRADINGBOT_AGENT_METRICS_PORT": str(ports["symbol-agent"]),
-            "TRADINGBOT_AGENT_FLEET": options.fleet,
+            "TRADINGBOT_AGENT_FLEET": fleet.fleet,
+            "TRADINGBOT_AGENT_POLICY": fleet.policy,
             "TRADINGBOT_PORTFOLIO_METRICS_PORT": str(ports["portfolio-manager"]),
             "TRADINGBOT_DETECTOR_METRICS_PORT": str(ports["collapse-detector"]),
             "TRADINGBOT_DETECTOR_RUN_ID": run_id,
@@ -392,6 +403,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             received=received,
             endpoints=_endpoints(ports, monitoring),
             database=projected,
+            fleet=fleet.note,
         )
         if options.json_path is not None:
             options.json_path.write_text(json.dumps(_as_json(result), indent=2, sort_keys=True))
@@ -513,7 +525,7 @@ def format_summary(
         lines.append(f"  {name:<18}{fleet:>12}" + (f"{held:>16}" if held else ""))
     lines.append(f"  Sharpe annualised with {s.annualisation.describe()}")
     if benchmark is not None:
-        lines.append(f"  buy-and-hold: {benchmark.label}, the same symbols and days")
+        lines.append(f"  {benchmark.label}: the same symbols and days")
     if table is not None and table.agents:
         ranked = sorted(table.agents, key=lambda a: (-a.pnl, a.symbol))
         shown = ranked if len(ranked) <= 2 * agents else ranked[:agents] + ranked[-agents:]
@@ -526,7 +538,7 @@ def format_summary(
         ]
         for i, a in enumerate(shown):
             if i == agents and len(shown) < len(ranked):
-                lines.append(f"  {'...':<8}")
+                lines.append("  ...")
             lines.append(
                 f"  {a.symbol:<8}{a.pnl:>+12,.2f}{a.trades:>8}{a.win_rate:>10.1%}"
                 f"{a.sharpe:>8.2f}{a.dominant_bin:>14.0%}"
@@ -539,7 +551,9 @@ def format_monitoring(result: DemoResult) -> str:
     policies = Counter(result.policies.values())
     lines = [
         "",
-        "Policies served: " + ", ".join(f"{name} x{n}" for name, n in sorted(policies.items())),
+        "Policies served: "
+        + ", ".join(f"{name} x{n}" for name, n in sorted(policies.items()))
+        + (f": {result.fleet}" if result.fleet else ""),
         f"Collapse alerts on monitor.alerts: {len(result.alerts)} agent(s)",
     ]
     quiet: list[str] = []  # agents whose only alert is a low trade frequency

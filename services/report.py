@@ -53,6 +53,8 @@ from core.report import Benchmark, buy_and_hold
 NEW_YORK = ZoneInfo("America/New_York")
 DETECTOR_WINDOW = 1000
 """The collapse detector's default count window (streams.collapse_detector.config)."""
+MAX_ALERT_ROWS = 40
+"""Alerts chart: at most this many agents, the most severe first."""
 SHOWN_AGENTS = 20
 """P&L chart: the best and the worst this many when there are more than twice as many."""
 
@@ -221,7 +223,7 @@ def render(data: ReportData, out: Path) -> dict[str, Path]:
     top.plot(dates, fleet, color="tab:blue", lw=1.8, label=f"fleet  {summary.total_return:+.2%}")
     top.plot(
         dates, held, color="tab:gray", lw=1.5, ls="--",
-        label=f"buy-and-hold (equal weight, no fees)  {data.benchmark.total_return:+.2%}",
+        label=f"{data.benchmark.label}  {data.benchmark.total_return:+.2%}",
     )  # fmt: skip
     top.axhline(summary.initial_equity, color="black", lw=0.8, alpha=0.5)
     top.set_ylabel("equity ($)")
@@ -326,25 +328,35 @@ def render(data: ReportData, out: Path) -> dict[str, Path]:
     fig.tight_layout()
     paths["entropy"] = _save(fig, out / "entropy.png")
 
-    # Alerts timeline.
-    agents_alerted = sorted({a.agent for a in data.alerts})
-    fig, ax = plt.subplots(figsize=(11, max(2.6, 0.28 * len(agents_alerted) + 1.6)))
+    # Alerts timeline: one row per agent, the most severe first (at most MAX_ALERT_ROWS).
     markers = {"dominance": "s", "entropy": "o", "repeats": "^", "trade_frequency": "D"}
     severity_colors = {"warning": "tab:orange", "critical": "tab:red"}
-    if agents_alerted:
-        row = {a: i for i, a in enumerate(agents_alerted)}
+    offsets = {"dominance": -0.3, "entropy": -0.1, "repeats": 0.1, "trade_frequency": 0.3}
+    """Alerts of one agent at one time side by side, not on top of each other."""
+    rank: dict[str, tuple[int, int]] = {}
+    for alert in data.alerts:
+        weight = (alert.severity == "critical", alert.metric != "trade_frequency")
+        rank[alert.agent] = max(rank.get(alert.agent, (0, 0)), (int(weight[0]), int(weight[1])))
+    ordered = sorted(rank, key=lambda a: (-rank[a][0], -rank[a][1], a))
+    rows_shown = ordered[:MAX_ALERT_ROWS]
+    fig, ax = plt.subplots(figsize=(11, max(2.6, 0.28 * len(rows_shown) + 1.8)))
+    if rows_shown:
+        row = {a: i for i, a in enumerate(rows_shown)}
         seen: set[tuple[str, str]] = set()
         for alert in data.alerts:
+            if alert.agent not in row:
+                continue
             key = (alert.metric, alert.severity)
             ax.scatter(
-                [mdates.date2num(_local(alert.event_time))], [row[alert.agent]],
+                [mdates.date2num(_local(alert.event_time))],
+                [row[alert.agent] + offsets.get(alert.metric, 0.0)],
                 marker=markers.get(alert.metric, "x"),
-                color=severity_colors.get(alert.severity, "black"),
-                s=40, label=f"{alert.metric} ({alert.severity})" if key not in seen else None,
+                color=severity_colors.get(alert.severity, "black"), alpha=0.8,
+                s=24, label=f"{alert.metric} ({alert.severity})" if key not in seen else None,
             )  # fmt: skip
             seen.add(key)
-        ax.set_yticks(range(len(agents_alerted)), agents_alerted, fontsize=8)
-        ax.set_ylim(len(agents_alerted) - 0.5, -0.5)
+        ax.set_yticks(range(len(rows_shown)), rows_shown, fontsize=8)
+        ax.set_ylim(len(rows_shown) - 0.5, -0.5)
         ax.legend(loc="upper right", fontsize=8)
         ax.set_xlim(float(dates[0]), float(dates[-1]))
         date_axis(ax)
@@ -353,7 +365,13 @@ def render(data: ReportData, out: Path) -> dict[str, Path]:
                 ha="center", va="center", transform=ax.transAxes, fontsize=12)  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
-    ax.set_title(f"Collapse alerts ({len(data.alerts)}) by agent, at the bar time they fired")
+    hidden = len(ordered) - len(rows_shown)
+    ax.set_title(
+        f"Collapse alerts ({len(data.alerts)}) of {len(ordered)} agent(s), at the bar time they "
+        "fired" + (f"\nthe {len(rows_shown)} most severe shown; {hidden} more agent(s) in the "
+                   "table below" if hidden else ""),
+        fontsize=11,
+    )  # fmt: skip
     fig.tight_layout()
     paths["alerts"] = _save(fig, out / "alerts.png")
     plt.close("all")
@@ -421,10 +439,17 @@ def write_report(data: ReportData, out: Path) -> Path:
         f"<td>{esc(g.gate)}</td><td>{g.value:.3f}</td><td>{esc(g.limit)}</td></tr>"
         for g in data.gates
     )
+    alerted: dict[str, dict[str, str]] = {}
+    for alert in data.alerts:
+        kinds = alerted.setdefault(alert.agent, {})
+        if kinds.get(alert.metric) != "critical":
+            kinds[alert.metric] = alert.severity
     agents = "".join(
         f"<tr><td>{esc(a.symbol)}</td><td>{a.pnl:+,.2f}</td><td>{a.sharpe:.2f}</td>"
         f"<td>{a.max_drawdown:.1%}</td><td>{a.win_rate:.1%}</td><td>{a.trades}</td>"
-        f"<td>{a.diversity:.3f}</td><td>{a.dominant_bin:.1%}</td><td>{a.trade_frequency:.1%}</td></tr>"
+        f"<td>{a.diversity:.3f}</td><td>{a.dominant_bin:.1%}</td><td>{a.trade_frequency:.1%}</td>"
+        f"<td>{esc(', '.join(f'{m} ({v})' for m, v in alerted.get(a.symbol, {}).items()))}</td>"
+        "</tr>"
         for a in sorted(data.table.agents, key=lambda a: -a.pnl)
     )
     first = datetime.fromtimestamp(data.times[0] / 1e9, NEW_YORK).date()
@@ -458,7 +483,8 @@ Sharpe annualised with {esc(s.annualisation.describe())}.</p>
 {img("alerts", "Collapse alerts on a timeline")}
 <h2>Every agent</h2>
 <table><tr><th>agent</th><th>P&amp;L ($)</th><th>Sharpe</th><th>max drawdown</th>
-<th>win rate</th><th>trades</th><th>diversity</th><th>dominant bin</th><th>trade freq.</th></tr>
+<th>win rate</th><th>trades</th><th>diversity</th><th>dominant bin</th><th>trade freq.</th>
+<th>alerts</th></tr>
 {agents}</table>
 </body></html>
 """

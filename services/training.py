@@ -83,7 +83,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="publish a CollapseDetected to monitor.alerts on this broker when training pauses",
     )
-    return p
+    from services.cli import with_defaults
+
+    return with_defaults(p)
 
 
 def without_alerts_option(argv: list[str]) -> list[str]:

@@ -173,12 +173,19 @@ def parser() -> argparse.ArgumentParser:
         help="pause when an agent's action diversity (normalised entropy, judged from 50 "
         "actions on) falls below this critical threshold (default %(default)s)",
     )
-    p.add_argument("--env_type", help=field_docs(SACConfig)["env_type"])
+    p.add_argument(
+        "--env_type",
+        help=f"{field_docs(SACConfig)['env_type']} (default: {SACConfig().env_type})",
+    )
     for section, kind in SECTIONS.items():
         group = p.add_argument_group(section)
+        defaults = kind()
         for name, doc in field_docs(kind).items():
             if name not in SKIP.get(section, ()):
-                group.add_argument(f"--{section}.{name}", metavar="VALUE", help=doc)
+                default = str(getattr(defaults, name)).replace("%", "%%")
+                group.add_argument(
+                    f"--{section}.{name}", metavar="VALUE", help=f"{doc} (default: {default})"
+                )
     return p
 
 
