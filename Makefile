@@ -73,6 +73,7 @@ bench: setup $(BENCH_STAMP)
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks.recovery
 	$(VENV)/bin/python -m benchmarks.detector
+	$(VENV)/bin/python -m benchmarks.synthetic
 	$(VENV)/bin/python -m benchmarks.envs $(BENCH_ENV_ARGS)
 	$(VENV)/bin/python -m benchmarks.sac $(BENCH_SAC_ARGS)
 	$(VENV)/bin/python -m benchmarks.timescale_sink $(BENCH_DB_ARGS)
