@@ -115,3 +115,34 @@ def test_hourly_bars_from_parquet_replay_with_hourly_annualisation(
     assert summary.steps == 70
     assert summary.annualisation.periods_per_year == 7 * 252
     assert "1,764 periods/yr: 1h bars, 7 a session x 252 sessions" in format_summary(summary)
+
+
+def test_a_folder_of_yahoo_exports_replays_without_converting(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    source = universe(load_bars("bytetheory"), 3, start=100, steps=25)
+    for j, symbol in enumerate(source.symbols):
+        lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+        for i in range(source.n_steps):
+            day = datetime.fromtimestamp(source.timestamps[i] / 1e9, ZoneInfo("America/New_York"))
+            o, h, lo, c = (float(a[i, j]) for a in (source.open, source.high, source.low,
+                                                    source.close))  # fmt: skip
+            lines.append(
+                f"{day:%Y-%m-%d},{o!r},{h!r},{lo!r},{c!r},{c!r},{int(source.volume[i, j])}"
+            )
+        (tmp_path / f"{symbol}.csv").write_text("\n".join(lines) + "\n")
+
+    frame = load_bars(str(tmp_path))
+    asyncio.run(run_lockstep(bootstrap=kafka_bootstrap, run_id="it-yahoo", frame=frame))
+    events = asyncio.run(
+        kafka.read_run(kafka_bootstrap, PORTFOLIO_EVENTS.name, "it-yahoo", until=PortfolioClosed)
+    )
+
+    assert frame.symbols == source.symbols
+    np.testing.assert_array_equal(frame.timestamps, source.timestamps)
+    summary = gate_table(events).summary
+    assert (summary.symbols, summary.steps, summary.bars) == (3, 25, 75)
+    assert summary.annualisation.periods_per_year == 252

@@ -53,3 +53,43 @@ def test_an_unknown_time_zone_is_refused_with_how_to_fix_it(
 
     assert code == 1
     assert "time zone 'Mars/Olympus' is unknown (use an IANA name" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_shows_its_default() -> None:
+    import argparse
+
+    from services.cli import _parser
+    from services.training import parser as train_parser
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    missing += walk(sub, f"{name} {sub_name}")
+            elif action.option_strings and not isinstance(action, argparse._HelpAction):
+                text = action.help or ""
+                if "default" not in text and "off unless given" not in text:
+                    missing.append(f"{name} {action.option_strings[0]}")
+        return missing
+
+    assert walk(_parser(), "tradingbot") == []
+    assert walk(train_parser(), "tradingbot train") == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["demo", "--symbols", "0"], "argument --symbols: must be >= 1, got 0"),
+        (["demo", "--min-coverage", "1.5"], "argument --min-coverage: must be a share in (0, 1]"),
+        (["demo", "--steps", "ten"], "argument --steps: must be a whole number >= 1, got 'ten'"),
+        (["demo", "--fleet", "ppo"], "argument --fleet: invalid choice: 'ppo'"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason_and_exit_2(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert problem in capsys.readouterr().err
