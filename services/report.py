@@ -281,14 +281,15 @@ def render(data: ReportData, out: Path) -> dict[str, Path]:
     pooled.set_title(f"Raw actions in {BINS} bins: all agents pooled, then each agent")
     top_share = max(0.1, float(data.histograms.max()) if n else 0.1)
     image = grid.imshow(
-        data.histograms[order], aspect="auto", cmap="viridis", vmin=0.0, vmax=top_share,
+        data.histograms[order], aspect="auto", cmap="viridis",
+        norm=matplotlib.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=top_share),
         extent=(-1.0, 1.0, n - 0.5, -0.5), interpolation="nearest",
     )  # fmt: skip
     grid.set_yticks(range(n), [data.symbols[j] for j in order], fontsize=6 if n > 40 else 8)
     grid.set_xlabel("raw action (sell -1 ... +1 buy); hold zone |a| < 0.1")
     grid.grid(False)
     grid.set_title("per agent, most concentrated first (colour: share of its actions)", fontsize=9)
-    fig.colorbar(image, ax=grid, fraction=0.03, pad=0.02, label="share")
+    fig.colorbar(image, ax=grid, fraction=0.03, pad=0.02, label="share (square-root scale)")
     fig.tight_layout()
     paths["actions"] = _save(fig, out / "actions.png")
 
