@@ -136,6 +136,26 @@ def transactional_producer(
     )
 
 
+def group_consumer(bootstrap: str, client_id: str, group_id: str) -> AIOKafkaConsumer:
+    """A low-latency ``read_committed`` member of consumer group ``group_id`` (subscribe it).
+
+    Kafka shares the subscribed partitions among the group's members and moves
+    a dead member's partitions to the others after ``session_timeout_ms``.
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+        max_poll_records=5000,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+
+
 def consumer(bootstrap: str, client_id: str, group_id: str | None = None) -> AIOKafkaConsumer:
     """A low-latency ``read_committed`` consumer: partitions are assigned explicitly.
 
@@ -290,8 +310,40 @@ async def poll(
     service's own history; their consumer of record dead-letters them) are
     passed over.
     """
+    return await _decoded(await client.getmany(timeout_ms=timeout_ms), dead_letters, pass_over)
+
+
+async def poll_many(
+    clients: Sequence[AIOKafkaConsumer],
+    dead_letters: DeadLetters,
+    timeout_ms: int = 100,
+    *,
+    pass_over: frozenset[str] = frozenset(),
+) -> list[Decoded]:
+    """``poll`` over several consumers: wait for the first with records, take what all have."""
+    waits = [asyncio.ensure_future(c.getmany(timeout_ms=timeout_ms)) for c in clients]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            if not wait.done():
+                wait.cancel()  # nothing is drained from a consumer until getmany returns
+        await asyncio.gather(*waits, return_exceptions=True)
+    batches: dict[TopicPartition, list[ConsumerRecord]] = {}
+    for client, wait in zip(clients, waits, strict=True):
+        if wait.cancelled():
+            batches.update(await client.getmany(timeout_ms=0))
+        else:
+            batches.update(wait.result())
+    return await _decoded(batches, dead_letters, pass_over)
+
+
+async def _decoded(
+    batches: dict[TopicPartition, list[ConsumerRecord]],
+    dead_letters: DeadLetters,
+    pass_over: frozenset[str],
+) -> list[Decoded]:
     out: list[Decoded] = []
-    batches = await client.getmany(timeout_ms=timeout_ms)
     for records in batches.values():
         for record in records:
             try:
@@ -412,4 +464,6 @@ __all__ = [
     "read_topic",
     "start",
     "transactional_producer",
+    "group_consumer",
+    "poll_many",
 ]

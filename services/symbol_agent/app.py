@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -132,6 +133,12 @@ class SymbolAgent:
         self.latency = LatencyMetrics(self.service_metrics.registry)
         self.sent_ms: dict[int, int] = {}
         """Per step: when its bars were sent (the latest bar's timestamp)."""
+        self.owned: list[TopicPartition] = []
+        """The partitions of market.bars this member of the agents' group reads."""
+        self.reassigned = False
+        """The group gave this member other partitions: rebuild before deciding again."""
+        self.run_start: dict[TopicPartition, int] = {}
+        self.reading: list[TopicPartition] = []
 
     async def serve(self) -> None:
         """Run until this run's portfolio is closed; resume from the run's start after a crash."""
@@ -149,81 +156,155 @@ class SymbolAgent:
         self.next_step = 0
         self.closed = False
         self.published: dict[int, dict[str, ActionDecided]] = defaultdict(dict)
+        self.bars_end: dict[int, dict[TopicPartition, int]] = {}
+        self.marks_read = -1
+        """The last step marked in the history the last rebuild read."""
 
     async def _serve_once(self) -> None:
         cfg = self.config
         self._reset()
-        group = f"tradingbot-agent-{cfg.run_id}"
+        bookmark = f"tradingbot-agent-{cfg.run_id}"
+        """Where the run begins on every input (committed once, never moved)."""
+        members = f"tradingbot-agents-{cfg.run_id}"
+        """The consumer group whose members share the partitions of market.bars."""
         producer = kafka.producer(cfg.bootstrap, SERVICE)
         await kafka.start(producer, cfg.bootstrap)
         try:
-            consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=group)
+            consumer = kafka.consumer(cfg.bootstrap, SERVICE, group_id=bookmark)
             await kafka.start(consumer, cfg.bootstrap)
+            bars = kafka.group_consumer(cfg.bootstrap, SERVICE, group_id=members)
+            await kafka.start(bars, cfg.bootstrap)
             try:
-                # The model to serve: the latest on agent.models, then live updates.
-                for event in await kafka.read_topic(cfg.bootstrap, AGENT_MODELS.name):
-                    if isinstance(event, ModelPublished) and event.agent_id == self.agent.model_id:
-                        self._load(event)
-                partitions = await kafka.assign(
-                    consumer,
-                    [
-                        SIM_CLOCK.name,
-                        MARKET_BARS.name,
-                        PORTFOLIO_EVENTS.name,
-                        AGENT_ACTIONS.name,
-                        AGENT_MODELS.name,
-                    ],
-                )
-                inputs = [tp for tp in partitions if tp.topic != AGENT_MODELS.name]
-                start = await kafka.committed(consumer, inputs)
-                if start:
-                    # A restart: read the run again from where it began.
-                    for tp, offset in start.items():
-                        consumer.seek(tp, offset)
-                else:
-                    # The first start: remember where the run begins.
-                    here = {tp: await consumer.position(tp) for tp in inputs}
-                    await consumer.commit(here)
-                end = await consumer.end_offsets(inputs)
-                dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
-                await self._catch_up(consumer, dead, end)
-                if self.closed:
-                    raise RunClosed(
-                        f"run {cfg.run_id} is already closed; start a new run id "
-                        "(TRADINGBOT_RUN_ID)"
-                    )
-                ready = ServiceReady(
-                    event_id=f"{cfg.run_id}/ready/{SERVICE}",
-                    cause_id=cfg.run_id,
-                    run_id=cfg.run_id,
-                    event_time=0,
-                    service=SERVICE,
-                )
-                await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
-                lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
-                try:
-                    while not self.closed:
-                        for item in await kafka.poll(consumer, dead, pass_over=OWN):
-                            await self._take_record(item, dead, live=True)
-                        await self._decide_ready_steps(producer)
-                        await dead.flush()
-                finally:
-                    lag.cancel()
+                await self._serve_with(producer, consumer, bars)
             finally:
+                await bars.stop()
                 await consumer.stop()
         finally:
             await producer.stop()
 
+    async def _serve_with(
+        self,
+        producer: kafka.AIOKafkaProducer,
+        consumer: kafka.AIOKafkaConsumer,
+        bars: kafka.AIOKafkaConsumer,
+    ) -> None:
+        cfg = self.config
+        # The model to serve: the latest on agent.models, then live updates.
+        for event in await kafka.read_topic(cfg.bootstrap, AGENT_MODELS.name):
+            if isinstance(event, ModelPublished) and event.agent_id == self.agent.model_id:
+                self._load(event)
+        partitions = await kafka.assign(
+            consumer,
+            [
+                SIM_CLOCK.name,
+                MARKET_BARS.name,
+                PORTFOLIO_EVENTS.name,
+                AGENT_ACTIONS.name,
+                AGENT_MODELS.name,
+            ],
+        )
+        # The bars are read by the group member; the bookmark only keeps their start.
+        consumer.pause(*[tp for tp in partitions if tp.topic == MARKET_BARS.name])
+        inputs = [tp for tp in partitions if tp.topic != AGENT_MODELS.name]
+        start = await kafka.committed(consumer, inputs)
+        if len(start) < len(inputs):
+            # The first start of the run: remember where it begins.
+            here = {tp: await consumer.position(tp) for tp in inputs}
+            await consumer.commit({**here, **start})
+            start = {**here, **start}
+        self.run_start = start
+        self.reading = [tp for tp in inputs if tp.topic != MARKET_BARS.name]
+        bars.subscribe([MARKET_BARS.name], listener=_Shares(self, bars))
+        dead = kafka.DeadLetters(producer, SERVICE, self.service_metrics)
+        lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
+        ready = False
+        try:
+            while not self.closed:
+                if self.reassigned:
+                    await self._rebuild(consumer, bars, dead)
+                    if not self.reassigned:
+                        # Decide what the history allows before any live record is judged.
+                        await self._decide_ready_steps(producer, bars)
+                    if self.closed and not ready:
+                        raise RunClosed(
+                            f"run {cfg.run_id} is already closed; start a new run id "
+                            "(TRADINGBOT_RUN_ID)"
+                        )
+                    if not ready:
+                        await self._announce(producer)
+                        ready = True
+                    continue
+                for item in await kafka.poll_many([consumer, bars], dead, pass_over=OWN):
+                    await self._take_record(item, dead, live=True)
+                if ready and not self.reassigned:
+                    await self._decide_ready_steps(producer, bars)
+                await dead.flush()
+        finally:
+            lag.cancel()
+
+    async def _announce(self, producer: kafka.AIOKafkaProducer) -> None:
+        cfg = self.config
+        ready = ServiceReady(
+            event_id=f"{cfg.run_id}/ready/{SERVICE}",
+            cause_id=cfg.run_id,
+            run_id=cfg.run_id,
+            event_time=0,
+            service=SERVICE,
+        )
+        await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
+
+    async def _rebuild(
+        self,
+        consumer: kafka.AIOKafkaConsumer,
+        bars: kafka.AIOKafkaConsumer,
+        dead: kafka.DeadLetters,
+    ) -> None:
+        """Fold the run again from its start for the bar partitions this member now owns."""
+        self.reassigned = False
+        owned = self.owned
+        self._reset()
+        self.owned = owned
+        for tp in self.reading:
+            consumer.seek(tp, self.run_start[tp])
+        for tp in owned:
+            # Again here: an earlier rebuild, cut short, may have read past the start.
+            bars.seek(tp, self.run_start[tp])
+        end = {
+            **await consumer.end_offsets(self.reading),
+            **(await bars.end_offsets(owned) if owned else {}),
+        }
+        await self._catch_up(consumer, bars, dead, end)
+        self.marks_read = -1 if self.reassigned else max(self.snapshots, default=-1)
+        log.info(
+            "serving %d of %d bar partitions of run %s (%d steps published)",
+            len(owned),
+            MARKET_BARS.partitions,
+            self.config.run_id,
+            len(self.published),
+        )
+
     async def _catch_up(
         self,
         consumer: kafka.AIOKafkaConsumer,
+        bars: kafka.AIOKafkaConsumer,
         dead: kafka.DeadLetters,
         end: dict[TopicPartition, int],
     ) -> None:
         """Fold the run's history up to ``end``: own actions first, then bars and snapshots."""
         items: list[kafka.Decoded] = []
-        while any([await consumer.position(tp) < offset for tp, offset in end.items()]):
-            items.extend(await kafka.poll(consumer, dead, pass_over=OWN))
+
+        async def behind() -> bool:
+            try:
+                for tp, offset in end.items():
+                    client = bars if tp.topic == MARKET_BARS.name else consumer
+                    if await client.position(tp) < offset:
+                        return True
+            except IllegalStateError:
+                return False  # a partition was taken away meanwhile: rebuild again
+            return False
+
+        while not self.reassigned and await behind():
+            items.extend(await kafka.poll_many([consumer, bars], dead, pass_over=OWN))
         for item in items:
             event = item.event
             if isinstance(event, ActionDecided) and event.run_id == self.config.run_id:
@@ -232,8 +313,6 @@ class SymbolAgent:
             if not isinstance(item.event, ActionDecided):
                 await self._take_record(item, dead, live=False)
         await dead.flush()
-        if self.published:
-            log.info("resumed run %s: %d steps published", self.config.run_id, len(self.published))
 
     async def _take_record(
         self, item: kafka.Decoded, dead: kafka.DeadLetters, *, live: bool
@@ -313,14 +392,44 @@ class SymbolAgent:
         self.bars[bar.step][bar.symbol] = bar
         return None
 
-    async def _decide_ready_steps(self, producer: kafka.AIOKafkaProducer) -> None:
-        while self.symbols and self.spec is not None:
+    async def _bars_in(self, step: int, consumer: kafka.AIOKafkaConsumer) -> bool:
+        """Whether this member has read every bar of ``step`` on its partitions.
+
+        Called once the step's mark is in: the portfolio manager marks a step
+        after reading all its bars, so they are all on the log below the end
+        offsets taken now.
+        """
+        if step <= self.marks_read:
+            return True  # marked before the rebuild read the partitions to their end
+        end = self.bars_end.get(step)
+        if end is None:
+            end = self.bars_end[step] = await consumer.end_offsets(self.owned)
+        try:
+            for tp, offset in end.items():
+                if await consumer.position(tp) < offset:
+                    return False
+        except IllegalStateError:
+            return False  # a partition was taken away meanwhile: a rebuild follows
+        return True
+
+    async def _decide_ready_steps(
+        self, producer: kafka.AIOKafkaProducer, consumer: kafka.AIOKafkaConsumer
+    ) -> None:
+        while self.symbols and self.spec is not None and self.owned:
             step = self.next_step
             bars = self.bars.get(step, {})
             snapshot = self.snapshots.get(step)
-            if snapshot is None or not bars_complete(bars):
+            if snapshot is None:
                 return
+            if not bars_complete(bars) and not await self._bars_in(step, consumer):
+                return
+            self.bars_end.pop(step, None)
             published = self.published.pop(step, {})
+            if not bars:  # none of this member's symbols had a bar at this step
+                self.window.push(self.index, {})
+                self.snapshots.pop(step)
+                self.next_step += 1
+                continue
             actions = self.decide(step, bars, snapshot, published)
             missing = [a for a in actions if published.get(a.symbol) != a]
             sent = self.sent_ms.pop(step, 0)
@@ -427,6 +536,24 @@ class SymbolAgent:
             for j, symbol in enumerate(self.symbols)
             if active[j]
         ]
+
+
+class _Shares(ConsumerRebalanceListener):
+    """Follows the partitions of market.bars that the group gives this member."""
+
+    def __init__(self, agent: SymbolAgent, consumer: kafka.AIOKafkaConsumer) -> None:
+        self.agent = agent
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.agent.owned = []
+        self.agent.reassigned = True
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self.consumer.seek(tp, self.agent.run_start[tp])
+        self.agent.owned = sorted(assigned)
+        self.agent.reassigned = True
 
 
 async def main() -> None:

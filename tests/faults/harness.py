@@ -64,6 +64,9 @@ SERVICES: dict[str, str] = {
     PORTFOLIO_MANAGER: "services.portfolio_manager",
 }
 """The services of a run, by name, and the module each runs as."""
+EXTRA_AGENTS = tuple(f"{SYMBOL_AGENT}-{i}" for i in range(2, 5))
+"""More members of the symbol agents' consumer group (started by name only)."""
+MODULES: dict[str, str] = {**SERVICES, **dict.fromkeys(EXTRA_AGENTS, SERVICES[SYMBOL_AGENT])}
 
 RUN_CLOSED_EXIT = 3
 """Exit code of a service that refuses to serve a run that is already closed."""
@@ -466,6 +469,8 @@ class RunProcesses:
         self.timeout_s = timeout_s
         self.env = service_environment(bootstrap, run_id, span)
         self.services: dict[str, Service] = {}
+        self.removed: dict[str, Service] = {}
+        """Services killed for good (``remove``)."""
         self.clock = Clock(run_id)
         self.closed = False
         self.notes: list[str] = []
@@ -533,7 +538,7 @@ class RunProcesses:
                 )
                 log.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", SERVICES[name]],
+                [sys.executable, "-m", MODULES[name]],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -561,6 +566,12 @@ class RunProcesses:
             )
         service.exits.append(service.process.returncode)
         return self.clock.completed
+
+    def remove(self, name: str) -> int:
+        """``kill -9`` a service for good (a scaled-out member); return the last completed step."""
+        step = self.kill(name)
+        self.removed[name] = self.services.pop(name)
+        return step
 
     def restart(self, name: str) -> None:
         """Start the service again with the same environment."""
