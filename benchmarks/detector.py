@@ -20,9 +20,9 @@ the worker and measures:
 
 Baseline in the same run: the same actions folded through
 ``core.collapse.ActionWindow`` in one Python loop, no broker (the cost of the
-statistics themselves). ``--worker-repo`` runs the worker of another checkout
-(e.g. a ``git worktree`` of an older commit) on the same ledger, for a
-before/after comparison.
+statistics themselves). ``--worker-repo`` (repeatable) runs the worker of
+another checkout (e.g. ``git archive`` of an older commit) on the same
+decisions, each on a fresh broker, for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -269,17 +269,17 @@ def main() -> None:
     n = len(events)
     runs: list[WorkerRun] = []
     load = os.getloadavg()[0]
-    with contextlib.ExitStack() as stack:
-        bootstrap = args.bootstrap or stack.enter_context(_broker(args.port))
-        groups = [f"collapse-detector-{run_id}-{i}" for i in range(len(repos))]
-        asyncio.run(create_topics(bootstrap))
-        for group in groups:
+    if args.bootstrap and len(repos) > 1:
+        parser.error("--bootstrap runs one worker: workers on one broker share monitor.orders")
+    for repo in repos:  # each on a fresh broker: a worker forwards onto monitor.orders
+        with contextlib.ExitStack() as stack:
+            bootstrap = args.bootstrap or stack.enter_context(_broker(args.port))
+            group = f"collapse-detector-{run_id}"
+            asyncio.run(create_topics(bootstrap))
             asyncio.run(start_detector_at_end(bootstrap, group))
-        asyncio.run(publish(bootstrap, events, args.agents))
-        seen = 0
-        for repo, group in zip(repos, groups, strict=True):
-            runs.append(run_worker(bootstrap, run_id, group, repo, n, args.collapse_at, seen))
             seen = len(asyncio.run(read_run(bootstrap, MONITOR_ALERTS.name, run_id)))
+            asyncio.run(publish(bootstrap, events, args.agents))
+            runs.append(run_worker(bootstrap, run_id, group, repo, n, args.collapse_at, seen))
     base = baseline(events)
     print(
         f"\nbenchmarks/detector.py --agents {args.agents} --per-agent {args.per_agent} "
