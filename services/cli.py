@@ -189,7 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--sac", type=Path, default=None, help="SAC checkpoint to judge")
     evaluate.add_argument("--ppo", type=Path, default=None, help="discrete PPO baseline (.zip)")
-    evaluate.add_argument("--dataset", default=BYTETHEORY, help="'bytetheory' or a bar CSV(.gz)")
+    evaluate.add_argument(
+        "--dataset",
+        default=BYTETHEORY,
+        help="'bytetheory', a CSV, CSV.gz or Parquet file or a folder (options: PATH?key=value, "
+        "docs/data.md)",
+    )
     evaluate.add_argument(
         "--symbols", type=_positive, default=DEFAULT_UNIVERSE, help="fleet size (>= 1)"
     )
