@@ -441,14 +441,14 @@ def _in_session(
     if bar >= 20 * 3600 or bar == 0:
         notes.append(f"session {session.label}: daily or coarser bars, all kept")
         return rows
-    kept = []
-    for row in rows:
-        start = datetime.fromtimestamp(row[2] / 1e9, tz=session.zone)
+    inside: dict[int, bool] = {}  # by timestamp: every symbol's bar of a time is judged once
+    for ts in stamps.tolist():
+        start = datetime.fromtimestamp(ts / 1e9, tz=session.zone)
         end = start + timedelta(seconds=bar)
         day_open = datetime.combine(start.date(), session.start, tzinfo=session.zone)
         day_close = datetime.combine(start.date(), session.end, tzinfo=session.zone)
-        if start.weekday() < 5 and start < day_close and end > day_open:
-            kept.append(row)
+        inside[ts] = start.weekday() < 5 and start < day_close and end > day_open
+    kept = [row for row in rows if inside[row[2]]]
     dropped = len(rows) - len(kept)
     notes.append(f"session {session.label}: {dropped} of {len(rows)} bars outside it dropped")
     if not kept:
