@@ -38,6 +38,16 @@ SERVICE_MODULES = {
 }
 
 
+def _speed(text: str) -> str:
+    from services.market_replay.app import speed_factor
+
+    try:
+        speed_factor(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -130,6 +140,26 @@ def _parser() -> argparse.ArgumentParser:
         help="leave Kafka running after the demo (stop it with `make stop`)",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--mode",
+        choices=("lockstep", "paced"),
+        default="lockstep",
+        help="lockstep: each step waits for every action; paced: bars keep their own schedule "
+        "and an action later than the next bar is recorded missed (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=_speed,
+        default="max",
+        help="paced mode: a multiple of real time (1x, 60x) or max (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--agents",
+        type=_positive,
+        default=1,
+        help="symbol-agent processes sharing the bars as one consumer group; the 2nd and "
+        "later serve /metrics on 9111, 9112, ... (default: %(default)s)",
+    )
     demo.add_argument(
         "--fleet",
         choices=FLEETS,
@@ -374,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                 database=not args.no_database,
                 db_port=args.db_port,
                 periods_per_year=args.periods_per_year,
+                mode=args.mode,
+                speed=args.speed,
+                agents=args.agents,
             )
             result = run_demo(options)
             print(format_summary(result.summary, benchmark=result.benchmark, table=result.table))

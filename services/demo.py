@@ -41,6 +41,7 @@ from services.db import local as local_db
 from services.db.errors import DatabaseError
 from services.fleet import FleetError
 from services.fleet import choose as choose_fleet
+from services.latency import RunLatency, run_latency
 from services.market_replay.app import ReplayConfig, load_span
 from services.monitoring import (
     AgentAlerts,
@@ -94,6 +95,12 @@ class DemoOptions:
     db_port: int = 5433
     periods_per_year: int | None = None
     """Annualise Sharpe with this; None: derived from the bars' interval."""
+    mode: str = "lockstep"
+    """``lockstep`` or ``paced`` (services/market_replay)."""
+    speed: str = "max"
+    """A paced run's speed: ``max`` or a multiple of real time such as ``60x``."""
+    agents: int = 1
+    """Symbol-agent processes sharing the bars as one consumer group."""
 
 
 SINK = "timescale-sink"
@@ -274,6 +281,8 @@ class DemoResult:
     received: int
     endpoints: dict[str, str]
     database: local_db.RunRows | None = None
+    latency: RunLatency | None = None
+    """A paced run's latencies and deadlines, measured from the logs."""
     fleet: str = ""
     """What the agents served, and why (services.fleet.choose)."""
 
@@ -308,6 +317,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
         }
     if options.database:
         needed[f"{SINK} /metrics"] = options.metrics_port + 5
+    extra_agents = {
+        f"symbol-agent-{i}": options.metrics_port + 9 + i for i in range(2, options.agents + 1)
+    }
+    needed |= {f"{name} /metrics": port for name, port in extra_agents.items()}
     check_ports(needed)
     bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     run_id = new_run_id()
@@ -317,6 +330,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     database = local_db.LocalDatabase(options.db_port) if options.database else None
     if database is not None:
         ports[SINK] = options.metrics_port + 5  # after the trainer's 9105
+    ports |= extra_agents  # 9111, 9112, ...
     detector_group = f"collapse-detector-{run_id}"
     monitoring = (
         MonitoringStack(
@@ -342,6 +356,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             "TRADINGBOT_REPLAY_START": str(options.start),
             "TRADINGBOT_REPLAY_MIN_COVERAGE": str(options.min_coverage),
             "TRADINGBOT_REPLAY_METRICS_PORT": str(ports["market-replay"]),
+            "TRADINGBOT_REPLAY_MODE": options.mode,
+            "TRADINGBOT_REPLAY_SPEED": options.speed,
             "TRADINGBOT_AGENT_METRICS_PORT": str(ports["symbol-agent"]),
             "TRADINGBOT_AGENT_FLEET": fleet.fleet,
             "TRADINGBOT_AGENT_POLICY": fleet.policy,
@@ -366,9 +382,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
             stack.spawn(SINK, "services.timescale_sink", env)
         for name, module in SERVICES:
             stack.spawn(name, module, env)
+        for name, port in extra_agents.items():
+            stack.spawn(
+                name, "services.symbol_agent", {**env, "TRADINGBOT_AGENT_METRICS_PORT": str(port)}
+            )
         print(f"run {run_id}: services started, logs in {run_dir}", file=sys.stderr)
         asyncio.run(follow(bootstrap, run_id, stack, options.progress, timeout_s=3600))
-        stack.wait(PIPELINE, timeout_s=60)
+        stack.wait((*PIPELINE, *extra_agents), timeout_s=60)
         events = asyncio.run(
             kafka.read_run(bootstrap, PORTFOLIO_EVENTS.name, run_id, until=PortfolioClosed)
         )
@@ -393,6 +413,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 projected = local_db.run_rows(database.url, run_id)
             except DatabaseError as e:
                 raise DemoError(str(e)) from e
+        latency = asyncio.run(run_latency(bootstrap, run_id)) if options.mode == "paced" else None
         result = DemoResult(
             summary=summary,
             benchmark=benchmark,
@@ -404,6 +425,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             endpoints=_endpoints(ports, monitoring),
             database=projected,
             fleet=fleet.note,
+            latency=latency,
         )
         if options.json_path is not None:
             options.json_path.write_text(json.dumps(_as_json(result), indent=2, sort_keys=True))
@@ -549,7 +571,11 @@ def format_summary(
 def format_monitoring(result: DemoResult) -> str:
     """The alerts part of what the demo prints."""
     policies = Counter(result.policies.values())
-    lines = [
+    lines = []
+    if result.latency is not None:
+        lines += ["", "Paced run: latency from the logs (records' send times)"]
+        lines += [f"  {line}" for line in result.latency.lines()]
+    lines += [
         "",
         "Policies served: "
         + ", ".join(f"{name} x{n}" for name, n in sorted(policies.items()))

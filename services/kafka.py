@@ -420,6 +420,27 @@ async def read_topic(
         await client.stop()
 
 
+async def sent_at(bootstrap: str, topic: str, match: Callable[[object], bool]) -> int | None:
+    """When the first record of ``topic`` that ``match`` accepts was sent (ms), or None."""
+    client = consumer(bootstrap, "tradingbot-reader")
+    await start(client, bootstrap)
+    try:
+        partitions = await assign(client, [topic], from_beginning=True)
+        end = await client.end_offsets(partitions)
+        while not await _caught_up(client, end):
+            for records in (await client.getmany(timeout_ms=200)).values():
+                for record in records:
+                    try:
+                        event = CODEC.decode(record.value)
+                    except CodecError:
+                        continue
+                    if match(event):
+                        return int(record.timestamp)
+        return None
+    finally:
+        await client.stop()
+
+
 async def read_run(
     bootstrap: str,
     topic: str,
@@ -462,6 +483,7 @@ __all__ = [
     "publish_keyed",
     "read_run",
     "read_topic",
+    "sent_at",
     "start",
     "transactional_producer",
     "group_consumer",

@@ -37,7 +37,7 @@ from core.events import (
 )
 from core.features import HISTORY, observe_window
 from core.rules import TradingRules
-from core.step import PACED, bar_problem, bars_complete
+from core.step import PACED, action_problem, bar_problem, bars_complete
 from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
@@ -176,6 +176,12 @@ class SymbolAgent:
             await kafka.start(bars, cfg.bootstrap)
             try:
                 await self._serve_with(producer, consumer, bars)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # stopped from outside
+                # aiokafka cancels a group member's waits when it loses the coordinator.
+                raise kafka.BrokerError("the agents' consumer group lost its coordinator") from None
             finally:
                 await bars.stop()
                 await consumer.stop()
@@ -209,7 +215,7 @@ class SymbolAgent:
         start = await kafka.committed(consumer, inputs)
         if len(start) < len(inputs):
             # The first start of the run: remember where it begins.
-            here = {tp: await consumer.position(tp) for tp in inputs}
+            here = await self._run_begins(consumer, inputs)
             await consumer.commit({**here, **start})
             start = {**here, **start}
         self.run_start = start
@@ -241,6 +247,29 @@ class SymbolAgent:
                 await dead.flush()
         finally:
             lag.cancel()
+
+    async def _run_begins(
+        self, consumer: kafka.AIOKafkaConsumer, inputs: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where the run begins on ``inputs``: here, or where its replay started if it has.
+
+        An agent normally starts before the replay (which waits for it); one
+        that starts later (a paced run does not wait) reads from the records
+        sent since the run's ``ReplayStarted``.
+        """
+        cfg = self.config
+        expected = event_id(cfg.run_id, -1, "replay-started")
+        began = await kafka.sent_at(
+            cfg.bootstrap,
+            SIM_CLOCK.name,
+            lambda e: isinstance(e, ReplayStarted) and e.event_id == expected,
+        )
+        here = {tp: await consumer.position(tp) for tp in inputs}
+        if began is None:
+            return here
+        # A second of slack for the clocks of the other producers of the run.
+        found = await consumer.offsets_for_times({tp: max(0, began - 1000) for tp in inputs})
+        return {tp: found[tp].offset if found.get(tp) is not None else here[tp] for tp in inputs}
 
     async def _announce(self, producer: kafka.AIOKafkaProducer) -> None:
         cfg = self.config
@@ -306,12 +335,18 @@ class SymbolAgent:
         while not self.reassigned and await behind():
             items.extend(await kafka.poll_many([consumer, bars], dead, pass_over=OWN))
         for item in items:
-            event = item.event
-            if isinstance(event, ActionDecided) and event.run_id == self.config.run_id:
-                self.published[event.step].setdefault(event.symbol, event)
-        for item in items:
             if not isinstance(item.event, ActionDecided):
                 await self._take_record(item, dead, live=False)
+        spec = self.spec
+        for item in items:
+            event = item.event
+            if (
+                isinstance(event, ActionDecided)
+                and event.run_id == self.config.run_id
+                and spec is not None
+                and action_problem(event, spec) is None
+            ):
+                self.published[event.step].setdefault(event.symbol, event)
         await dead.flush()
 
     async def _take_record(
@@ -508,7 +543,8 @@ class SymbolAgent:
         self.metrics.latency.observe(time.perf_counter() - began)
         self.metrics.batch_size.observe(len(obs))
         for symbol, action in (published or {}).items():
-            raw[self.index[symbol]] = action.raw
+            if symbol in self.index:
+                raw[self.index[symbol]] = action.raw
         active = self.window.present[-1]
         self.smoothing, smoothed = smooth(self.smoothing, raw, active)
         for kind, count in zip(
