@@ -707,6 +707,61 @@ def pipeline() -> DashboardModel:
                 width=9,
             )
         )
+        .with_row(dashboard.Row("Paced runs: latency and deadlines"))
+        .with_panel(
+            _timeseries(
+                "Bar to decision",
+                "Wall time from a bar sent by the replay to its decision committed by the "
+                "portfolio manager (p50, p99); a paced step's budget is the time to the next bar.",
+                [
+                    Query(
+                        "histogram_quantile(0.5, sum by (le) (rate("
+                        f'tradingbot_latency_seconds_bucket{{path="bar_to_decision"}}[{RATE_WINDOW}])))',
+                        "p50",
+                    ),
+                    Query(
+                        "histogram_quantile(0.99, sum by (le) (rate("
+                        f'tradingbot_latency_seconds_bucket{{path="bar_to_decision"}}[{RATE_WINDOW}])))',
+                        "p99",
+                    ),
+                ],
+                unit="s",
+                min_value=0,
+                width=8,
+            )
+        )
+        .with_panel(
+            _timeseries(
+                "Bar to action, action to decision (p99)",
+                "Where the time goes: the agents' share and the portfolio manager's.",
+                [
+                    Query(
+                        "histogram_quantile(0.99, sum by (le, path) (rate("
+                        'tradingbot_latency_seconds_bucket{path=~"bar_to_action|action_to_decision"}'
+                        f"[{RATE_WINDOW}])))",
+                        "{{path}}",
+                    )
+                ],
+                unit="s",
+                min_value=0,
+                width=8,
+            )
+        )
+        .with_panel(
+            _timeseries(
+                "Missed decisions and late actions (/s)",
+                "Symbols without an action by their deadline (they hold), actions that came "
+                "after it, and how far the replay is behind its schedule.",
+                [
+                    Query(f"rate(tradingbot_decisions_missed_total[{RATE_WINDOW}])", "missed/s"),
+                    Query(f"rate(tradingbot_actions_late_total[{RATE_WINDOW}])", "late/s"),
+                    Query("tradingbot_replay_behind_schedule_seconds", "behind schedule (s)"),
+                ],
+                unit="short",
+                min_value=0,
+                width=8,
+            )
+        )
         .with_row(dashboard.Row("Inference"))
         .with_panel(
             _timeseries(

@@ -508,6 +508,7 @@ def _as_json(result: DemoResult) -> dict[str, object]:
     body["prometheus_firing"] = result.firing
     body["alertmanager_received"] = result.received
     body["database"] = asdict(result.database) if result.database is not None else None
+    body["latency"] = asdict(result.latency) if result.latency is not None else None
     return body
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -38,6 +39,9 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
             await task
         except asyncio.CancelledError:
             logging.getLogger(name).info("stopped by signal")
+        finally:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            logging.getLogger(name).info("peak memory %.0f MiB", peak)
 
     try:
         asyncio.run(guarded())
