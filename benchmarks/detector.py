@@ -128,11 +128,15 @@ def _free_port() -> int:
 
 
 class ActionCounter(threading.Thread):
-    """Poll the worker's count of processed actions and its CPU time: (seconds, count, cpu)."""
+    """Poll the worker's count of processed actions and its CPU time: (seconds, count, cpu).
+
+    Twice a second: rendering ``/metrics`` (a dozen series per agent) takes the
+    worker's CPU too, so the poll should not be much busier than Prometheus.
+    """
 
     _LINE = re.compile(rb"^tradingbot_detector_actions_total (\S+)$", re.MULTILINE)
 
-    def __init__(self, port: int, pid: int, every_s: float = 0.1) -> None:
+    def __init__(self, port: int, pid: int, every_s: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.pid = pid
