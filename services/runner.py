@@ -9,6 +9,7 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from services.errors import Refusal
@@ -40,8 +41,7 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
         except asyncio.CancelledError:
             logging.getLogger(name).info("stopped by signal")
         finally:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-            logging.getLogger(name).info("peak memory %.0f MiB", peak)
+            logging.getLogger(name).info("peak memory %.0f MiB", _peak_mib())
 
     try:
         asyncio.run(guarded())
@@ -56,6 +56,21 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
     except Exception as e:  # noqa: BLE001 - the process boundary: report and exit non-zero
         logging.getLogger(name).exception("failed: %s", e)
         sys.exit(1)
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory since it started (``VmHWM``; exec resets it).
+
+    ``ru_maxrss`` is not used where ``/proc`` answers: a child starts with the
+    peak of the parent it was forked from.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _quiet() -> None:
