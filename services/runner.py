@@ -40,8 +40,8 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
             await task
         except asyncio.CancelledError:
             logging.getLogger(name).info("stopped by signal")
-        finally:
-            logging.getLogger(name).info("peak memory %.0f MiB", _peak_mib())
+        # Not after a refusal or an error: those end in one line of their own.
+        logging.getLogger(name).info("peak memory %.0f MiB", _peak_mib())
 
     try:
         asyncio.run(guarded())
