@@ -46,6 +46,30 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
 
 
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""The real US-equity bars beside the checkout (never copied into it; CI has them)."""
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Callable[[str], Path]:
+    """A function giving the path of a file of ``../shared/data``.
+
+    Without the file the test is skipped, naming it: the shared bars live beside
+    the checkout, never in it, so a bare clone has none (CI has them).
+    """
+
+    def path(name: str) -> Path:
+        found = SHARED_DATA / name
+        if not found.is_file():
+            pytest.skip(
+                f"needs ../shared/data/{name} ({found.resolve()}): the real US-equity bars "
+                "live beside the checkout, never in it; clone with ../shared beside it"
+            )
+        return found
+
+    return path
+
+
 @pytest.fixture(scope="session")
 def port_finder() -> Callable[[int], list[int]]:
     """A function giving distinct free ports on 127.0.0.1."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from services.demo import format_summary
 from services.pipeline import run_lockstep
 from streams.topics import PORTFOLIO_EVENTS
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CHARTS = ("actions", "alerts", "entropy", "equity", "pnl_by_symbol")
 
 
@@ -78,14 +78,12 @@ def test_report_of_an_unknown_run_says_so_and_fails(
 
 
 def test_hourly_bars_from_parquet_replay_with_hourly_annualisation(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, shared_data: Callable[[str], Path]
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    source = SHARED_DATA / "us_equities_1h.csv.gz"
-    if not source.is_file():
-        pytest.skip(f"needs {source.resolve()}: the shared bars live beside the checkout")
+    source = shared_data("us_equities_1h.csv.gz")
     hourly = universe(load_bars(str(source)), 4, start=30_000, steps=70)
     cells: dict[str, list[object]] = {k: [] for k in ("Datetime", "Ticker", "Open", "High",
                                                      "Low", "Close", "Volume")}  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +17,6 @@ from core.gates import gate_table
 from core.performance import sharpe_ratio, step_returns
 from core.report import summarize
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -127,12 +127,12 @@ def test_interval_labels() -> None:
         ("us_equities_1min_2013-10.csv", 252 * 960),  # 04:00 to 20:00, pre- and after-hours
     ],
 )
-def test_the_shared_us_equity_files(name: str, periods: int) -> None:
+def test_the_shared_us_equity_files(
+    name: str, periods: int, shared_data: Callable[[str], Path]
+) -> None:
     from rl_agents.data import load_bars
 
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"needs {path.resolve()}: the shared bars live beside the checkout (CI has it)")
+    path = shared_data(name)
     frame = load_bars(str(path))
     assert annualisation(frame.timestamps).periods_per_year == periods
 

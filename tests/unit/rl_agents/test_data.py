@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 from core.bars import BarDataError, BarFrame
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, load_bars, universe
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 """Historical bars live beside the checkout (never in the repository)."""
 HEADER = "timestamp,symbol,open,high,low,close,volume\n"
 
@@ -102,13 +102,10 @@ def test_csv_file_of_the_shared_layout_is_loaded(tmp_path: Path, gzipped: bool) 
     assert frame.source == str(path)
 
 
-def test_shared_daily_us_equities_load_through_load_bars() -> None:
-    path = SHARED_DATA / "us_equities_1d.csv.gz"
-    if not path.is_file():
-        pytest.skip(
-            f"needs {path.resolve()}: the shared US-equity bars live beside the checkout, never in"
-            f" it; a fresh clone without ../shared has no such file (CI has it)"
-        )
+def test_shared_daily_us_equities_load_through_load_bars(
+    shared_data: Callable[[str], Path],
+) -> None:
+    path = shared_data("us_equities_1d.csv.gz")
 
     frame = load_bars(str(path))
 
@@ -156,13 +153,8 @@ def test_universe_with_lower_coverage_admits_gappy_symbols_and_drops_empty_steps
     assert chosen.timestamps.tolist() == [1, 2, 4]
 
 
-def test_shared_minute_bars_replay_with_gaps_allowed() -> None:
-    path = SHARED_DATA / "us_equities_1min_2013-10.csv"
-    if not path.is_file():
-        pytest.skip(
-            f"needs {path.resolve()}: the shared US-equity bars live beside the checkout, never in"
-            f" it; a fresh clone without ../shared has no such file (CI has it)"
-        )
+def test_shared_minute_bars_replay_with_gaps_allowed(shared_data: Callable[[str], Path]) -> None:
+    path = shared_data("us_equities_1min_2013-10.csv")
 
     frame = universe(load_bars(str(path)), 4, steps=300, min_coverage=0.3)
 

@@ -9,6 +9,7 @@ that ``load_bars`` reads back the same bars the project's own layout gives.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,25 +22,17 @@ from core.bars import BarDataError, BarFrame
 from core.layouts import LoadOptions, inspect_lines
 from rl_agents.data import load_bars, split_dataset, symbol_of
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def shared(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"needs {path.resolve()}: the shared bars live beside the checkout (CI has it)")
-    return path
+@pytest.fixture(scope="module")
+def daily(shared_data: Callable[[str], Path]) -> BarFrame:
+    return load_bars(str(shared_data("us_equities_1d.csv.gz"))).select(["AAPL", "IBM", "SPY"])
 
 
 @pytest.fixture(scope="module")
-def daily() -> BarFrame:
-    return load_bars(str(shared("us_equities_1d.csv.gz"))).select(["AAPL", "IBM", "SPY"])
-
-
-@pytest.fixture(scope="module")
-def minutes() -> BarFrame:
-    return load_bars(str(shared("us_equities_1min_2013-10.csv")))
+def minutes(shared_data: Callable[[str], Path]) -> BarFrame:
+    return load_bars(str(shared_data("us_equities_1min_2013-10.csv")))
 
 
 def bars_of(frame: BarFrame, symbol: str, last: int | None = None) -> list[tuple[float, ...]]:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from services.cli import main
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-
 
 def test_inspect_prints_symbols_span_interval_sessions_and_annualisation(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], shared_data: Callable[[str], Path]
 ) -> None:
-    path = SHARED_DATA / "us_equities_1min_2013-10.csv"
-    if not path.is_file():
-        pytest.skip(f"needs {path.resolve()}: the shared bars live beside the checkout (CI has it)")
+    path = shared_data("us_equities_1min_2013-10.csv")
 
     code = main(["data", "inspect", str(path), "--session", "regular"])
 
