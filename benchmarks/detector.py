@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from core.collapse import KINDS, ActionWindow, CollapseThresholds, evaluate
 from core.events import CollapseDetected, DecisionRecorded, event_id
 from services.kafka import create_topics, read_run, start, transactional_producer
 from services.monitoring import start_detector_at_end, start_group_at_end, wait_for_detector
+from services.ports import free_ports
 from streams.codec import CODEC
 from streams.topics import MONITOR_ALERTS, PORTFOLIO_EVENTS
 
@@ -122,9 +122,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class ActionCounter(threading.Thread):

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.ports import free_ports
+
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
 MONTH = 21 * 390
@@ -53,18 +55,6 @@ class Row:
     @property
     def bars_per_s(self) -> float:
         return self.bars / self.seconds if self.seconds > 0 else 0.0
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def start_kafka(data_dir: str) -> tuple[str, dict[str, str]]:

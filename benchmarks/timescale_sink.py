@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from services.db.rows import ACTIONS, BARS, Batch, project
 from services.db.store import ProjectionStore
 from services.kafka import create_topics
 from services.pipeline import run_lockstep
+from services.ports import free_ports
 from services.timescale_sink.app import GroupWatch, TimescaleSink
 from services.timescale_sink.config import SinkConfig
 
@@ -83,9 +83,7 @@ class Entry:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @contextmanager

@@ -260,6 +260,17 @@ class CollapseResolved(Event):
     actions: int
 
 
+def service_ready(run_id: str, service: str) -> ServiceReady:
+    """The announcement that ``service`` of the run listens (one id per service and run)."""
+    return ServiceReady(
+        event_id=f"{run_id}/ready/{service}",
+        cause_id=run_id,
+        run_id=run_id,
+        event_time=0,
+        service=service,
+    )
+
+
 def event_id(run_id: str, step: int, kind: str, symbol: str = "") -> str:
     """Deterministic id of the event of ``kind`` for ``symbol`` at ``step`` of a run."""
     return f"{run_id}/{step}/{kind}/{symbol}" if symbol else f"{run_id}/{step}/{kind}"

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -142,24 +142,18 @@ def group_consumer(bootstrap: str, client_id: str, group_id: str) -> AIOKafkaCon
     Kafka shares the subscribed partitions among the group's members and moves
     a dead member's partitions to the others after ``session_timeout_ms``.
     """
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        group_id=group_id,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=5,
-        max_poll_records=5000,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
+    return consumer(
+        bootstrap, client_id, group_id, session_timeout_ms=6000, heartbeat_interval_ms=1000
     )
 
 
-def consumer(bootstrap: str, client_id: str, group_id: str | None = None) -> AIOKafkaConsumer:
+def consumer(
+    bootstrap: str, client_id: str, group_id: str | None = None, **settings: int
+) -> AIOKafkaConsumer:
     """A low-latency ``read_committed`` consumer: partitions are assigned explicitly.
 
-    ``group_id`` only names where offsets are committed (no group membership).
+    ``group_id`` only names where offsets are committed (no group membership);
+    ``settings`` are more aiokafka settings (``group_consumer``'s session).
     """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -170,6 +164,7 @@ def consumer(bootstrap: str, client_id: str, group_id: str | None = None) -> AIO
         max_poll_records=5000,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        **settings,
     )
 
 
@@ -420,25 +415,31 @@ async def read_topic(
         await client.stop()
 
 
-async def sent_at(bootstrap: str, topic: str, match: Callable[[object], bool]) -> int | None:
-    """When the first record of ``topic`` that ``match`` accepts was sent (ms), or None."""
+async def records(bootstrap: str, topic: str) -> AsyncGenerator[Decoded, None]:
+    """The decodable records of ``topic`` from its beginning to its end as of now."""
     client = consumer(bootstrap, "tradingbot-reader")
     await start(client, bootstrap)
     try:
         partitions = await assign(client, [topic], from_beginning=True)
         end = await client.end_offsets(partitions)
         while not await _caught_up(client, end):
-            for records in (await client.getmany(timeout_ms=200)).values():
-                for record in records:
+            for batch in (await client.getmany(timeout_ms=200)).values():
+                for record in batch:
                     try:
-                        event = CODEC.decode(record.value)
+                        yield Decoded(record, CODEC.decode(record.value))
                     except CodecError:
                         continue
-                    if match(event):
-                        return int(record.timestamp)
-        return None
     finally:
         await client.stop()
+
+
+async def sent_at(bootstrap: str, topic: str, match: Callable[[object], bool]) -> int | None:
+    """When the first record of ``topic`` that ``match`` accepts was sent (ms), or None."""
+    async with contextlib.aclosing(records(bootstrap, topic)) as found:
+        async for item in found:
+            if match(item.event):
+                return int(item.record.timestamp)
+    return None
 
 
 async def read_run(
@@ -483,6 +484,7 @@ __all__ = [
     "publish_keyed",
     "read_run",
     "read_topic",
+    "records",
     "sent_at",
     "start",
     "transactional_producer",

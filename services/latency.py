@@ -13,12 +13,10 @@ import asyncio
 from dataclasses import dataclass
 
 import numpy as np
-from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from core.events import ActionDecided, ActionLate, BarClosed, DecisionMissed, DecisionRecorded
 from services import kafka
-from streams.codec import CODEC, CodecError
 from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -105,39 +103,20 @@ def _latency(path: str, samples: list[int]) -> Latency:
     )
 
 
-async def _stamps(
-    bootstrap: str, topic: str, partitions: int, run_id: str
-) -> list[tuple[int, object]]:
-    client = kafka.consumer(bootstrap, "tradingbot-latency")
-    await kafka.start(client, bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        client.assign(tps)
-        await client.seek_to_beginning(*tps)
-        end = await client.end_offsets(tps)
-        out: list[tuple[int, object]] = []
-        while True:
-            behind = [tp for tp in tps if await client.position(tp) < end[tp]]
-            if not behind:
-                return out
-            for records in (await client.getmany(*behind, timeout_ms=200)).values():
-                for r in records:
-                    try:
-                        event = CODEC.decode(r.value)
-                    except CodecError:
-                        continue
-                    if getattr(event, "run_id", None) == run_id:
-                        out.append((r.timestamp, event))
-    finally:
-        await client.stop()
+async def _stamps(bootstrap: str, topic: str, run_id: str) -> list[tuple[int, object]]:
+    return [
+        (item.record.timestamp, item.event)
+        async for item in kafka.records(bootstrap, topic)
+        if getattr(item.event, "run_id", None) == run_id
+    ]
 
 
 async def run_latency(bootstrap: str, run_id: str) -> RunLatency:
     """Read the run's bars, actions and ledger with their send times; measure each path."""
     bars, actions, ledger = await asyncio.gather(
-        _stamps(bootstrap, MARKET_BARS.name, MARKET_BARS.partitions, run_id),
-        _stamps(bootstrap, AGENT_ACTIONS.name, AGENT_ACTIONS.partitions, run_id),
-        _stamps(bootstrap, PORTFOLIO_EVENTS.name, PORTFOLIO_EVENTS.partitions, run_id),
+        _stamps(bootstrap, MARKET_BARS.name, run_id),
+        _stamps(bootstrap, AGENT_ACTIONS.name, run_id),
+        _stamps(bootstrap, PORTFOLIO_EVENTS.name, run_id),
     )
     bar_at = {e.event_id: ts for ts, e in bars if isinstance(e, BarClosed)}
     action_at = {e.event_id: ts for ts, e in actions if isinstance(e, ActionDecided)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.kafka import create_topics
+from services.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "deploy" / "local" / "kafka" / "kafka.sh"
@@ -74,20 +74,6 @@ def shared_data() -> Callable[[str], Path]:
 def port_finder() -> Callable[[int], list[int]]:
     """A function giving distinct free ports on 127.0.0.1."""
     return free_ports
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 TIMESCALEDB_SCRIPT = REPO / "deploy" / "local" / "timescaledb" / "timescaledb.sh"

@@ -34,6 +34,7 @@ from core.events import (
     ReplayStarted,
     ServiceReady,
     StepCompleted,
+    service_ready,
 )
 from core.ledger import PortfolioState
 from core.rules import TradingRules
@@ -123,14 +124,7 @@ class PortfolioManager:
                     consumer.seek(tp, offset)
                 position = {tp: await consumer.position(tp) for tp in partitions}
                 loop = _Loop(self, producer, consumer, group, position)
-                ready = ServiceReady(
-                    event_id=f"{cfg.run_id}/ready/{SERVICE}",
-                    cause_id=cfg.run_id,
-                    run_id=cfg.run_id,
-                    event_time=0,
-                    service=SERVICE,
-                )
-                await loop.commit([ready], force=True)
+                await loop.commit([service_ready(cfg.run_id, SERVICE)], force=True)
                 lag = asyncio.ensure_future(self.service_metrics.track_lag(consumer))
                 try:
                     while not self.state.ledger.closed:

@@ -32,8 +32,8 @@ from core.events import (
     PortfolioClosed,
     PortfolioOpened,
     ReplayStarted,
-    ServiceReady,
     event_id,
+    service_ready,
 )
 from core.features import HISTORY, observe_window
 from core.rules import TradingRules
@@ -272,15 +272,8 @@ class SymbolAgent:
         return {tp: found[tp].offset if found.get(tp) is not None else here[tp] for tp in inputs}
 
     async def _announce(self, producer: kafka.AIOKafkaProducer) -> None:
-        cfg = self.config
-        ready = ServiceReady(
-            event_id=f"{cfg.run_id}/ready/{SERVICE}",
-            cause_id=cfg.run_id,
-            run_id=cfg.run_id,
-            event_time=0,
-            service=SERVICE,
-        )
-        await kafka.publish(producer, SIM_CLOCK.name, cfg.run_id, [ready])
+        run_id = self.config.run_id
+        await kafka.publish(producer, SIM_CLOCK.name, run_id, [service_ready(run_id, SERVICE)])
 
     async def _rebuild(
         self,

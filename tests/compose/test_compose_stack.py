@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from services import kafka
 from services.db import local as local_db
 from services.demo import new_run_id
 from services.monitoring import read_alerts
+from services.ports import free_ports
 from streams.codec import CODEC, CodecError
 from streams.topics import PORTFOLIO_EVENTS, SIM_CLOCK
 
@@ -66,20 +66,6 @@ def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 9
             f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         )
     return done.stdout
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def get_json(url: str) -> Any:

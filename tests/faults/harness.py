@@ -27,7 +27,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from core.events import (
     event_id,
 )
 from services.kafka import create_topics
+from services.ports import free_ports
 from streams.codec import CODEC, CodecError
 from streams.topics import AGENT_ACTIONS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
@@ -129,20 +129,6 @@ SMALL_SPAN = Span(symbols=20, steps=60)
 """The span of ``make test``'s trials: a few seconds per run."""
 FULL_SPAN = Span(symbols=143, steps=245)
 """The demo's span (every symbol, every day of the bundled data): the soak's."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES, width: int = 300) -> str:
@@ -734,6 +720,20 @@ class RunProcesses:
     def fail(self, problem: str) -> None:
         """Raise ``TrialFailed`` with the problem and the report."""
         raise TrialFailed(f"{problem}\n{self.report()}")
+
+
+def trial(
+    broker: Broker, name: str, log_dir: Path, label: str, *, span: Span, timeout_s: float
+) -> RunProcesses:
+    """The processes of one trial's run ``name`` on ``broker``, logging under ``log_dir/name``."""
+    return RunProcesses(
+        broker.bootstrap,
+        run_id(name),
+        span,
+        log_dir / name,
+        label=f"seed {SEED}: {label}",
+        timeout_s=timeout_s,
+    )
 
 
 def run_id(name: str) -> str:

@@ -33,9 +33,9 @@ from harness import (
     RunProcesses,
     ledger_difference,
     records_since,
-    run_id,
     send_copies,
     soak,
+    trial,
 )
 
 from core.events import ActionDecided, BarClosed
@@ -74,14 +74,7 @@ def kill_trials(count: int) -> list[KillTrial]:
 
 
 def _run(broker: Broker, name: str, log_dir: Path, label: str) -> RunProcesses:
-    return RunProcesses(
-        broker.bootstrap,
-        run_id(name),
-        SPAN,
-        log_dir / name,
-        label=f"seed {SEED}: {label}",
-        timeout_s=RUN_TIMEOUT_S,
-    )
+    return trial(broker, name, log_dir, label, span=SPAN, timeout_s=RUN_TIMEOUT_S)
 
 
 async def _uninterrupted(broker: Broker, name: str, log_dir: Path) -> Ledger:

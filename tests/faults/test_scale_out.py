@@ -21,15 +21,14 @@ from harness import (
     FULL_SPAN,
     MARKET_REPLAY,
     PORTFOLIO_MANAGER,
-    SEED,
     SMALL_SPAN,
     SYMBOL_AGENT,
     Broker,
     Ledger,
     RunProcesses,
     Span,
-    run_id,
     soak,
+    trial,
 )
 
 from streams.topics import MARKET_BARS
@@ -43,14 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 def _run(broker: Broker, name: str, log_dir: Path, label: str) -> RunProcesses:
-    return RunProcesses(
-        broker.bootstrap,
-        run_id(name),
-        SPAN,
-        log_dir / name,
-        label=f"seed {SEED}: {label}",
-        timeout_s=RUN_TIMEOUT_S,
-    )
+    return trial(broker, name, log_dir, label, span=SPAN, timeout_s=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
