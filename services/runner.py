@@ -8,9 +8,12 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from services.errors import Refusal
 from services.kafka import BrokerError, Fenced
@@ -53,9 +56,40 @@ def run_service(name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> None
         _quiet()
         print(str(e) if str(e).startswith(name) else f"{name}: {e}", file=sys.stderr)
         sys.exit(2)
+    except ValidationError as e:
+        _quiet()
+        for line in setting_problems(e):
+            print(f"{name}: {line}", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the process boundary: report and exit non-zero
         logging.getLogger(name).exception("failed: %s", e)
         sys.exit(1)
+
+
+def _settings_classes(cls: type[BaseSettings] = BaseSettings) -> Iterator[type[BaseSettings]]:
+    sub: type[BaseSettings]
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _settings_classes(sub)
+
+
+def setting_problems(error: ValidationError) -> list[str]:
+    """One line per bad setting, naming its environment variable and what is wrong."""
+    prefix = next(
+        (
+            str(c.model_config.get("env_prefix", ""))
+            for c in _settings_classes()
+            if c.__name__ == error.title
+        ),
+        "",
+    )
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        variable = f"{prefix}{field}".upper() if prefix else field
+        given = problem.get("input")
+        lines.append(f"{variable}={given!r} is not accepted: {problem['msg']}")
+    return lines
 
 
 def _peak_mib() -> float:

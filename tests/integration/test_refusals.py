@@ -99,6 +99,25 @@ def test_a_broker_that_does_not_answer_is_refused_in_one_line(held_port: int) ->
     assert_one_line_refusal(err, "Kafka", f"127.0.0.1:{held_port}")
 
 
+@pytest.mark.parametrize(
+    ("module", "variable", "value", "words"),
+    [
+        ("services.market_replay", "TRADINGBOT_REPLAY_SPEED", "fast", ["pattern"]),
+        ("services.market_replay", "TRADINGBOT_REPLAY_MODE", "turbo", ["'lockstep' or 'paced'"]),
+        ("services.symbol_agent", "TRADINGBOT_AGENT_METRICS_PORT", "99999", ["65535"]),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_its_variable(
+    module: str, variable: str, value: str, words: list[str]
+) -> None:
+    env = service_env("127.0.0.1:1", "it-refuse-setting", **{variable: value})
+
+    code, err = finish(start(module, env))
+
+    assert code == 2
+    assert_one_line_refusal(err, f"{variable}={value!r}", "is not accepted", *words)
+
+
 def test_a_closed_run_is_refused_by_every_service(kafka_bootstrap: str) -> None:
     run_id = "it-refuse-closed"
     asyncio.run(run_lockstep(bootstrap=kafka_bootstrap, run_id=run_id, frame=FRAME))
