@@ -263,7 +263,7 @@ async def follow(
                         return
     finally:
         bar.close()
-        await client.stop()
+        await kafka.stop(client)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

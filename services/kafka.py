@@ -79,6 +79,9 @@ async def resilient(attempt: Callable[[], Awaitable[T]], service: str) -> T:
                 "fenced this one); stop one of them"
             ) from e
         except (BrokerError, KafkaError) as e:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # stopped from outside while the broker failed: not a retry
             now = time.monotonic()
             ran = not isinstance(e, BrokerUnreachable) and now - began > window
             if lost_since is None or ran:
@@ -168,13 +171,55 @@ def consumer(
     )
 
 
+STOP_TIMEOUT_S = 10.0
+"""How long closing a client may take before it is abandoned (see ``stop``)."""
+
+
+async def stop(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Close a client, giving up after ``STOP_TIMEOUT_S``.
+
+    A producer's close waits for its batches in flight, and they never drain
+    once the client's own sender task is gone: that is what happens when a
+    whole event loop is cancelled at once (``asyncio.run`` ending on an error).
+    Without the bound the service that owns the client never finishes.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning(
+            "%s did not close within %.0fs; abandoned", type(client).__name__, STOP_TIMEOUT_S
+        )
+
+
+@contextlib.asynccontextmanager
+async def transaction(producer: AIOKafkaProducer) -> AsyncGenerator[None, None]:
+    """One transaction of ``producer``: committed at the end, aborted on any error.
+
+    aiokafka's own context, with its abort bounded by ``STOP_TIMEOUT_S``: a
+    task cancelled with the rest of its loop has lost the sender the abort
+    waits for. An abort that does not end is left to the broker, which aborts
+    the transaction when the next instance starts or its timeout passes.
+    """
+    context = producer.transaction()
+    await context.__aenter__()
+    try:
+        yield
+    except BaseException as e:
+        try:
+            await asyncio.wait_for(context.__aexit__(type(e), e, e.__traceback__), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("a transaction's abort did not end within %.0fs", STOP_TIMEOUT_S)
+        raise
+    await context.__aexit__(None, None, None)
+
+
 async def start(client: AIOKafkaProducer | AIOKafkaConsumer, bootstrap: str) -> None:
     """Start a client, translating connection failures into a BrokerError."""
     try:
         await client.start()
     except KafkaConnectionError as e:
         with contextlib.suppress(Exception):
-            await client.stop()
+            await stop(client)
         raise BrokerUnreachable(
             f"cannot reach Kafka at {bootstrap}: is it running? "
             "(`make kafka-start` or deploy/local/kafka/kafka.sh start)"
@@ -283,7 +328,11 @@ class DeadLetters:
     async def discard(self) -> None:
         """Drop the queued letters after a failed transaction (their outcome is retrieved)."""
         pending, self._pending = self._pending, []
-        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:  # bounded: the sends of a cancelled loop never end
+            done, _ = await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+            for future in done:
+                if not future.cancelled():
+                    future.exception()
 
     async def flush(self) -> None:
         """Wait until the broker has every queued letter."""
@@ -412,7 +461,7 @@ async def read_topic(
                 raise BrokerError(f"timed out after {timeout_s:.0f}s reading {topic}")
         return found
     finally:
-        await client.stop()
+        await stop(client)
 
 
 async def records(bootstrap: str, topic: str) -> AsyncGenerator[Decoded, None]:
@@ -430,7 +479,7 @@ async def records(bootstrap: str, topic: str) -> AsyncGenerator[Decoded, None]:
                     except CodecError:
                         continue
     finally:
-        await client.stop()
+        await stop(client)
 
 
 async def sent_at(bootstrap: str, topic: str, match: Callable[[object], bool]) -> int | None:
@@ -487,6 +536,8 @@ __all__ = [
     "records",
     "sent_at",
     "start",
+    "stop",
+    "transaction",
     "transactional_producer",
     "group_consumer",
     "poll_many",

@@ -37,7 +37,7 @@ async def _send(bootstrap: str, event: ModelPublished) -> None:
     try:
         await kafka.publish(client, AGENT_MODELS.name, event.agent_id, [event])
     finally:
-        await client.stop()
+        await kafka.stop(client)
 
 
 async def publish(

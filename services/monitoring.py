@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from core.events import CollapseDetected, CollapseResolved, Event
-from services.kafka import consumer, read_run, start
+from services.kafka import consumer, read_run, start, stop
 from streams.collapse_detector import inputs as detector_inputs
 from streams.topics import MONITOR_ALERTS
 
@@ -157,7 +157,7 @@ async def wait_for_group(
             deadline = time.monotonic() + timeout_s
             await _wait_for_topic(admin, reader, group_id, topic, deadline, timeout_s)
         finally:
-            await reader.stop()
+            await stop(reader)
     finally:
         await admin.close()
 
@@ -273,7 +273,7 @@ async def start_group_at_end(bootstrap: str, group_id: str, topics: list[str]) -
         ends = await client.end_offsets(partitions)
         await client.commit({tp: ends[tp] for tp in partitions})
     finally:
-        await client.stop()
+        await stop(client)
 
 
 async def _partitions(reader: Any, topic: str) -> list[TopicPartition]:

@@ -70,7 +70,7 @@ async def publish_alert(bootstrap: str, event: CollapseDetected) -> None:
     except KafkaError as e:
         raise kafka.BrokerError(f"{bootstrap} refused the alert: {e}") from e
     finally:
-        await client.stop()
+        await kafka.stop(client)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -260,9 +260,9 @@ class MarketReplay:
                 )
                 return elapsed
             finally:
-                await consumer.stop()
+                await kafka.stop(consumer)
         finally:
-            await producer.stop()
+            await kafka.stop(producer)
 
     def _started(self) -> ReplayStarted:
         cfg, frame = self.config, self.frame

@@ -133,9 +133,9 @@ class PortfolioManager:
                     lag.cancel()
                 return self.state.ledger
             finally:
-                await consumer.stop()
+                await kafka.stop(consumer)
         finally:
-            await producer.stop()
+            await kafka.stop(producer)
 
     async def _restore(self) -> None:
         """Rebuild the state from the run's ledger and the start it was opened from."""
@@ -287,7 +287,7 @@ class _Loop:
         sent = self._sent(out)
         cfg = self.manager.config
         try:
-            async with self.producer.transaction():
+            async with kafka.transaction(self.producer):
                 for record, reason in self.letters:
                     await self.dead.send(record, reason)
                 ledger = [e for e in out if not isinstance(e, StepCompleted | ServiceReady)]

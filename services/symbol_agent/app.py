@@ -183,10 +183,10 @@ class SymbolAgent:
                 # aiokafka cancels a group member's waits when it loses the coordinator.
                 raise kafka.BrokerError("the agents' consumer group lost its coordinator") from None
             finally:
-                await bars.stop()
-                await consumer.stop()
+                await kafka.stop(bars)
+                await kafka.stop(consumer)
         finally:
-            await producer.stop()
+            await kafka.stop(producer)
 
     async def _serve_with(
         self,

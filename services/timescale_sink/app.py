@@ -116,9 +116,9 @@ class TimescaleSink:
                 try:
                     await self._loop(consumer, store, producer)
                 finally:
-                    await consumer.stop()
+                    await kafka.stop(consumer)
             finally:
-                await producer.stop()
+                await kafka.stop(producer)
         finally:
             if self._refresh_task is not None:
                 self._refresh_task.cancel()
@@ -322,7 +322,7 @@ class GroupWatch:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self.client.stop()
+        await kafka.stop(self.client)
 
     async def caught_up(self) -> bool:
         """Whether the group's committed offsets are the partitions' end offsets."""

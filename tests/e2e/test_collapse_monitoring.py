@@ -154,6 +154,8 @@ def monitored_run(
     )
     asyncio.run(start_detector_at_end(kafka_bootstrap, group))
     detector = _detector(env, log)
+    # The restart at step 60 is of a worker that has joined its group, not of one still starting.
+    asyncio.run(wait_for_members(kafka_bootstrap, group, timeout_s=180))
 
     def restart() -> None:
         nonlocal detector

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -353,3 +354,31 @@ def test_a_broker_that_does_not_answer_stops_the_detector_in_one_line() -> None:
 
     assert code == 2
     assert_one_line(err, bootstrap, "TRADINGBOT_BOOTSTRAP")
+
+
+@pytest.mark.parametrize("after_s", [1.0, 3.0, 8.0])
+def test_sigterm_while_starting_or_running_stops_the_detector_cleanly(
+    kafka_bootstrap: str, port_finder: Callable[[int], list[int]], after_s: float
+) -> None:
+    """A supervisor's stop is exit 0 at any moment: while faust imports, starts or runs."""
+    (port,) = port_finder(1)
+    env = detector_env(
+        kafka_bootstrap,
+        f"it-detector-sigterm-{int(after_s * 10)}",
+        TRADINGBOT_DETECTOR_METRICS_PORT=str(port),
+    )
+    process = start_detector(env)
+    try:
+        process.communicate(timeout=after_s)
+        pytest.fail("the detector ended before it was stopped")
+    except subprocess.TimeoutExpired:
+        pass
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        pytest.fail(f"the detector did not stop within 90s of SIGTERM:\n{err.decode()[-3000:]}")
+    assert process.returncode == 0, err.decode()[-3000:]
+    assert "Traceback" not in err.decode(), err.decode()[-3000:]

@@ -336,11 +336,12 @@ EOF
 format_storage() {
   [[ -f "$LOG_DIRS/meta.properties" ]] && return 0
   local cluster_id
-  # A Kafka cluster id is a base64url-encoded (no padding) random 16-byte UUID.
+  # A Kafka cluster id is a base64url-encoded (no padding) random 16-byte UUID; one in
+  # 64 starts with "-", so it is passed as --cluster-id=ID, never as an argument of its own.
   cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   log "formatting $LOG_DIRS (cluster id $cluster_id)"
   if ! "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIBS_DIR/*" \
-      kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
+      kafka.tools.StorageTool format --cluster-id="$cluster_id" --config "$SERVER_PROPS" \
       >>"$SERVER_LOG" 2>&1 9>&-; then
     show_log_tail
     die "formatting the storage in $LOG_DIRS failed"

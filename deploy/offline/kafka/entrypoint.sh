@@ -26,7 +26,7 @@ classpath="/opt/kafka/libs/*"
 log4j="-Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties"
 if [[ ! -f "${log_dirs%%,*}/meta.properties" ]]; then
   java -Xmx256m "$log4j" -cp "$classpath" kafka.tools.StorageTool format \
-    --cluster-id "${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" --config "$props" --ignore-formatted
+    --cluster-id="${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" --config "$props" --ignore-formatted
 fi
 # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS / KAFKA_OPTS are lists of flags
 exec java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
