@@ -6,7 +6,7 @@ then the symbol agents serve the ``MomentumPolicy`` baseline.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -131,14 +131,16 @@ def make_policy(name: str, *, window: int) -> Policy:
     if name.startswith("sac:"):
         from gymnasium import spaces
 
+        from rl_agents.phases import serving_policy
         from rl_agents.sac.policy import SACPolicy
 
         width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
-        return SACPolicy.from_checkpoint(
+        policy = SACPolicy.from_checkpoint(
             name.removeprefix("sac:"),
             spaces.Box(-5.0, 5.0, (width,), dtype=np.float32),
             spaces.Box(-1.0, 1.0, (1,), dtype=np.float32),
         )
+        return cast(Policy, serving_policy(policy, policy.config))
     if name.startswith("ppo:"):
         from rl_agents.baselines.ppo import PPOPolicy
 

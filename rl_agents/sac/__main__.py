@@ -38,6 +38,10 @@ from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
 from rl_agents.data import DEFAULT_UNIVERSE, chronological_split, load_bars, universe
 from rl_agents.envs import EnvConfig, PortfolioTradingEnv
+from rl_agents.her.config import HERConfig
+from rl_agents.options.config import OptionsConfig
+from rl_agents.phases import training_env
+from rl_agents.rewards.config import RewardConfig
 from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
 from rl_agents.selection import CheckpointSelector
@@ -46,10 +50,13 @@ from rl_agents.training_monitor import Pause, RunRecord, TrainingMonitor
 SECTIONS: dict[str, type] = {
     "intrinsic_curiosity": ICMConfig,
     "action_space": ActionSpaceConfig,
+    "rewards": RewardConfig,
+    "options": OptionsConfig,
+    "her": HERConfig,
     "training": SACConfig,
 }
 """YAML sections and the dataclass whose fields they hold."""
-SKIP = {"training": {"env_type", "action_space", "icm"}}
+SKIP = {"training": {"env_type", "action_space", "icm", "rewards", "options", "her"}}
 DEFAULT_ENVS = {
     "continuous": "tradingbot/ContinuousTrading-v0",
     "portfolio": "tradingbot/PortfolioTrading-v0",
@@ -68,9 +75,12 @@ def _span(bounds: tuple[int, int]) -> EnvConfig:
 
 
 def make_envs(
-    env_id: str, n_symbols: int
+    env_id: str, n_symbols: int, config: SACConfig | None = None
 ) -> tuple[gym.Env[Any, Any], gym.Env[Any, Any], dict[str, tuple[int, int]] | None]:
     """The training env, the validation env and the chronological split they come from.
+
+    Both envs are wrapped in the phases ``config`` switches on
+    (``rl_agents.phases.training_env``).
 
     The portfolio env trades the universe of the whole data (the first
     ``n_symbols`` symbols with a bar on every day), the one ``tradingbot demo``
@@ -78,6 +88,15 @@ def make_envs(
     days are never seen. Other ``tradingbot/`` envs cut the data the same way;
     any other id gets two plain instances and no split.
     """
+    env, eval_env, split = _plain_envs(env_id, n_symbols)
+    if config is not None:
+        env, eval_env = training_env(env, config), training_env(eval_env, config)
+    return env, eval_env, split
+
+
+def _plain_envs(
+    env_id: str, n_symbols: int
+) -> tuple[gym.Env[Any, Any], gym.Env[Any, Any], dict[str, tuple[int, int]] | None]:
     dataset = EnvConfig().dataset
     if env_id == PORTFOLIO:
         frame = universe(load_bars(dataset), n_symbols)
@@ -229,7 +248,7 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         print(f"error: --symbols sizes the fleet of {PORTFOLIO}, not {env_id}", file=sys.stderr)
         return 2
     try:
-        env, eval_env, split = make_envs(env_id, args.symbols or DEFAULT_UNIVERSE)
+        env, eval_env, split = make_envs(env_id, args.symbols or DEFAULT_UNIVERSE, config)
     except BarDataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,9 @@ import torch
 import yaml
 
 from rl_agents.curiosity.config import ICMConfig
+from rl_agents.her.config import HERConfig
+from rl_agents.options.config import OptionsConfig
+from rl_agents.rewards.config import RewardConfig
 
 
 class ConfigError(ValueError):
@@ -106,6 +109,12 @@ class SACConfig:
     """The action space of the environment."""
     icm: ICMConfig = field(default_factory=ICMConfig)
     """Intrinsic curiosity (YAML section ``intrinsic_curiosity``)."""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    """Multi-objective and potential-based reward shaping, phase C (YAML section ``rewards``)."""
+    options: OptionsConfig = field(default_factory=OptionsConfig)
+    """Hierarchical trading options, phase B (YAML section ``options``)."""
+    her: HERConfig = field(default_factory=HERConfig)
+    """Hindsight experience replay for return goals, phase B (YAML section ``her``)."""
 
     def __post_init__(self) -> None:
         positive = ("total_timesteps", "batch_size", "buffer_size", "train_freq", "gradient_steps")
@@ -153,9 +162,7 @@ class SACConfig:
     def to_dict(self) -> dict[str, Any]:
         """The nested form of appendix B (plain types, ready for YAML or a checkpoint)."""
         training = {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("env_type", "action_space", "icm")
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_TRAINING
         }
         training["hidden_sizes"] = list(self.hidden_sizes)
         return {
@@ -163,6 +170,9 @@ class SACConfig:
             "env_type": self.env_type,
             "intrinsic_curiosity": asdict(self.icm),
             "action_space": asdict(self.action_space),
+            "rewards": asdict(self.rewards),
+            "options": asdict(self.options),
+            "her": asdict(self.her),
             "training": training,
         }
 
@@ -214,12 +224,15 @@ class SACConfig:
         return cls.from_dict(data)
 
 
-_TRAINING = tuple(
-    f.name for f in fields(SACConfig) if f.name not in ("env_type", "action_space", "icm")
-)
+_NOT_TRAINING = ("env_type", "action_space", "icm", "rewards", "options", "her")
+"""SACConfig's fields that are sections of their own, or top-level keys."""
+_TRAINING = tuple(f.name for f in fields(SACConfig) if f.name not in _NOT_TRAINING)
 _SECTIONS: dict[str, tuple[str | None, type]] = {
     "intrinsic_curiosity": ("icm", ICMConfig),
     "action_space": ("action_space", ActionSpaceConfig),
+    "rewards": ("rewards", RewardConfig),
+    "options": ("options", OptionsConfig),
+    "her": ("her", HERConfig),
     "training": (None, SACConfig),
 }
 """YAML section -> (SACConfig field, or None for SACConfig's own fields; its class)."""
@@ -301,6 +314,12 @@ def _comment(text: str) -> str:
         **{f"training.{k}": v for k, v in field_docs(SACConfig).items()},
         **{f"intrinsic_curiosity.{k}": v for k, v in field_docs(ICMConfig).items()},
         **{f"action_space.{k}": v for k, v in field_docs(ActionSpaceConfig).items()},
+        **{f"rewards.{k}": v for k, v in field_docs(RewardConfig).items()},
+        **{f"options.{k}": v for k, v in field_docs(OptionsConfig).items()},
+        **{f"her.{k}": v for k, v in field_docs(HERConfig).items()},
+        "rewards": field_docs(SACConfig)["rewards"],
+        "options": field_docs(SACConfig)["options"],
+        "her": field_docs(SACConfig)["her"],
         "env_type": field_docs(SACConfig)["env_type"],
         "action_space": field_docs(SACConfig)["action_space"],
     }

@@ -30,6 +30,8 @@ class SACPolicy:
                 f"{agent.action_dim} action dimensions"
             )
         self.version = version
+        self.config = agent.config
+        """The checkpoint's config: which phases (``rl_agents.phases``) it was trained with."""
         self.obs_dim = agent.obs_dim
         self.n_agents = agent.n_agents
         self.actor = copy.deepcopy(agent.actor).to("cpu").eval().requires_grad_(False)
