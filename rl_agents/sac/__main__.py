@@ -69,13 +69,18 @@ OnPause = Callable[[Pause, Path], None]
 """Called with the pause and the saved checkpoint when training pauses on a collapse."""
 
 
-def _span(bounds: tuple[int, int]) -> EnvConfig:
+def _span(dataset: str, offset: int, bounds: tuple[int, int]) -> EnvConfig:
     start, stop = bounds
-    return EnvConfig(start=start, steps=stop - start)
+    return EnvConfig(dataset=dataset, start=offset + start, steps=stop - start)
 
 
 def make_envs(
-    env_id: str, n_symbols: int, config: SACConfig | None = None
+    env_id: str,
+    n_symbols: int,
+    config: SACConfig | None = None,
+    *,
+    dataset: str | None = None,
+    days: tuple[int, int] | None = None,
 ) -> tuple[gym.Env[Any, Any], gym.Env[Any, Any], dict[str, tuple[int, int]] | None]:
     """The training env, the validation env and the chronological split they come from.
 
@@ -86,20 +91,23 @@ def make_envs(
     ``n_symbols`` symbols with a bar on every day), the one ``tradingbot demo``
     and the evaluation use, cut into train / validation / test days; the test
     days are never seen. Other ``tradingbot/`` envs cut the data the same way;
-    any other id gets two plain instances and no split.
+    any other id gets two plain instances and no split. ``dataset`` (a bar file;
+    the bundled bytetheory year by default) and ``days`` (``[start, stop)`` of
+    its timestamps; all by default) choose the data the split is cut from: a
+    walk-forward fold is one such slice.
     """
-    env, eval_env, split = _plain_envs(env_id, n_symbols)
+    env, eval_env, split = _plain_envs(env_id, n_symbols, dataset or EnvConfig().dataset, days)
     if config is not None:
         env, eval_env = training_env(env, config), training_env(eval_env, config)
     return env, eval_env, split
 
 
 def _plain_envs(
-    env_id: str, n_symbols: int
+    env_id: str, n_symbols: int, dataset: str, days: tuple[int, int] | None
 ) -> tuple[gym.Env[Any, Any], gym.Env[Any, Any], dict[str, tuple[int, int]] | None]:
-    dataset = EnvConfig().dataset
+    start, steps = (0, None) if days is None else (days[0], days[1] - days[0])
     if env_id == PORTFOLIO:
-        frame = universe(load_bars(dataset), n_symbols)
+        frame = universe(load_bars(dataset), n_symbols, start=start, steps=steps)
         split = chronological_split(frame.n_steps)
         config = EnvConfig(dataset=dataset, n_symbols=n_symbols)
         env = gym.make(env_id, frame=frame.window(*split["train"]), config=config)
@@ -107,9 +115,10 @@ def _plain_envs(
         return env, eval_env, split
     if env_id.startswith("tradingbot/"):
         # Train on the first 70% of the days, evaluate on the next 15%, never see the last 15%.
-        split = chronological_split(load_bars(dataset).n_steps)
-        env = gym.make(env_id, config=_span(split["train"]))
-        eval_env = gym.make(env_id, config=_span(split["validation"]))
+        n_steps = load_bars(dataset).n_steps if steps is None else steps
+        split = chronological_split(n_steps)
+        env = gym.make(env_id, config=_span(dataset, start, split["train"]))
+        eval_env = gym.make(env_id, config=_span(dataset, start, split["validation"]))
         return env, eval_env, split
     return gym.make(env_id), gym.make(env_id), None
 
@@ -125,6 +134,17 @@ def _share(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
+
+
+def _days(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    try:
+        bounds = (int(start), int(stop))
+    except ValueError:
+        bounds = (0, 0)
+    if not sep or not 0 <= bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected START:STOP with 0 <= START < STOP, got {text}")
+    return bounds
 
 
 def _positive(text: str) -> int:
@@ -149,6 +169,21 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"fleet size of the portfolio env: the first N symbols with a bar on every day "
         f"(default {DEFAULT_UNIVERSE}, the evaluation's universe)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="PATH",
+        help="bar file to train on (a CSV/Parquet layout `tradingbot data inspect` reads; "
+        "default: the bundled bytetheory year)",
+    )
+    p.add_argument(
+        "--days",
+        type=_days,
+        default=None,
+        metavar="START:STOP",
+        help="train on timestamps [START, STOP) of the data only (a walk-forward fold); the "
+        "70/15/15 split is cut from that slice (default: all)",
     )
     p.add_argument(
         "--select-every",
@@ -248,7 +283,9 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         print(f"error: --symbols sizes the fleet of {PORTFOLIO}, not {env_id}", file=sys.stderr)
         return 2
     try:
-        env, eval_env, split = make_envs(env_id, args.symbols or DEFAULT_UNIVERSE, config)
+        env, eval_env, split = make_envs(
+            env_id, args.symbols or DEFAULT_UNIVERSE, config, dataset=args.dataset, days=args.days
+        )
     except BarDataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
