@@ -186,3 +186,17 @@ def chronological_split(
     if first < 2 or second - first < 2 or n_steps - second < 2:
         raise ValueError(f"{n_steps} steps are too few to split {train}/{validation}/rest")
     return {"train": (0, first), "validation": (first, second), "test": (second, n_steps)}
+
+
+def days_option(text: str) -> tuple[int, int]:
+    """The ``--days START:STOP`` option: timestamps ``[START, STOP)`` of a bar file."""
+    import argparse
+
+    start, sep, stop = text.partition(":")
+    try:
+        bounds = (int(start), int(stop))
+    except ValueError:
+        bounds = (0, 0)
+    if not sep or not 0 <= bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected START:STOP with 0 <= START < STOP, got {text}")
+    return bounds

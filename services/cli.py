@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.bars import BarDataError
 from core.gates import gate_table
-from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE
+from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, days_option
 from services import kafka, synth_cli
 from services.db import cli as db_cli
 from services.demo import (
@@ -231,6 +231,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--span", choices=("test", "validation"), default="test", help="which held-out days"
     )
+    evaluate.add_argument(
+        "--days",
+        type=days_option,
+        default=None,
+        metavar="START:STOP",
+        help="the slice of the data the fleet was trained on (`tradingbot train --days`); "
+        "the span is cut from it (default: all)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the random policy")
     evaluate.add_argument("--bootstrap", default=None, help="use this running broker")
     evaluate.add_argument(
@@ -421,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                     dataset=args.dataset,
                     symbols=args.symbols,
                     span=args.span,
+                    days=args.days,
                     seed=args.seed,
                     bootstrap=args.bootstrap,
                     kafka_port=args.kafka_port,

@@ -56,6 +56,8 @@ class EvaluationOptions:
     symbols: int = DEFAULT_UNIVERSE
     span: str = "test"
     """Which chronological span to replay: ``test`` (held out) or ``validation``."""
+    days: tuple[int, int] | None = None
+    """The slice of the data training was given (``tradingbot train --days``); all when None."""
     seed: int = 0
     """Seed of the random policy."""
     bootstrap: str | None = None
@@ -91,11 +93,18 @@ class EvaluationResult:
         return all(g.passed for g in self.gates)
 
 
-def held_out_frame(dataset: str, symbols: int, span: str) -> tuple[BarFrame, tuple[int, int]]:
-    """The universe of the whole data (as training chose it) cut to one chronological span."""
+def held_out_frame(
+    dataset: str, symbols: int, span: str, days: tuple[int, int] | None = None
+) -> tuple[BarFrame, tuple[int, int]]:
+    """The universe of the whole data (as training chose it) cut to one chronological span.
+
+    ``days`` (``[start, stop)`` of the data's timestamps) is the slice training
+    was given (``tradingbot train --days``): the span is cut from it the same way.
+    """
     if span not in ("test", "validation"):
         raise EvaluationError(f"span must be 'test' or 'validation', got {span!r}")
-    full = universe(load_bars(dataset), symbols)
+    start, steps = (0, None) if days is None else (days[0], days[1] - days[0])
+    full = universe(load_bars(dataset), symbols, start=start, steps=steps)
     bounds = chronological_split(full.n_steps)[span]
     return full.window(*bounds), bounds
 
@@ -168,7 +177,7 @@ async def replay(bootstrap: str, frame: BarFrame, contender: Contender, run_id: 
 
 def run_evaluation(options: EvaluationOptions) -> EvaluationResult:
     """Replay every contender on the held-out days; return their gate tables."""
-    frame, bounds = held_out_frame(options.dataset, options.symbols, options.span)
+    frame, bounds = held_out_frame(options.dataset, options.symbols, options.span, options.days)
     fleet = contenders(options, frame)
     bootstrap, started_kafka = ensure_kafka(options.bootstrap, options.kafka_port)
     stamp = new_run_id("evaluate")

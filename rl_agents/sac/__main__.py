@@ -36,7 +36,13 @@ from core.collapse import CollapseThresholds
 from core.gates import GateLimits
 from rl_agents.checkpoints import describe_env, save_checkpoint
 from rl_agents.curiosity.config import ICMConfig
-from rl_agents.data import DEFAULT_UNIVERSE, chronological_split, load_bars, universe
+from rl_agents.data import (
+    DEFAULT_UNIVERSE,
+    chronological_split,
+    days_option,
+    load_bars,
+    universe,
+)
 from rl_agents.envs import EnvConfig, PortfolioTradingEnv
 from rl_agents.her.config import HERConfig
 from rl_agents.options.config import OptionsConfig
@@ -136,17 +142,6 @@ def _share(text: str) -> float:
     return value
 
 
-def _days(text: str) -> tuple[int, int]:
-    start, sep, stop = text.partition(":")
-    try:
-        bounds = (int(start), int(stop))
-    except ValueError:
-        bounds = (0, 0)
-    if not sep or not 0 <= bounds[0] < bounds[1]:
-        raise argparse.ArgumentTypeError(f"expected START:STOP with 0 <= START < STOP, got {text}")
-    return bounds
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -179,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--days",
-        type=_days,
+        type=days_option,
         default=None,
         metavar="START:STOP",
         help="train on timestamps [START, STOP) of the data only (a walk-forward fold); the "
