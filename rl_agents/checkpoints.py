@@ -124,11 +124,21 @@ def trading_feature_names(window: int) -> tuple[str, ...]:
 
 
 def describe_env(env: Any) -> tuple[tuple[str, ...] | None, dict[str, Any] | None]:
-    """Feature names and data span of one of our trading envs; ``(None, None)`` for others."""
+    """Feature names and data span of one of our trading envs; ``(None, None)`` for others.
+
+    A wrapper that appends entries to each observation row names them in its
+    ``appended_features`` (the options of ``rl_agents.options``): they follow
+    the env's own names, innermost wrapper first.
+    """
     inner = getattr(env, "unwrapped", env)
     config, frame = getattr(inner, "config", None), getattr(inner, "frame", None)
     if config is None or frame is None or not hasattr(config, "window"):
         return None, None
+    appended: list[str] = []
+    layer = env
+    while layer is not inner and layer is not None:
+        appended[:0] = getattr(layer, "appended_features", ())
+        layer = getattr(layer, "env", None)
     span = {
         "source": str(frame.source),
         "symbols": list(frame.symbols),
@@ -136,7 +146,7 @@ def describe_env(env: Any) -> tuple[tuple[str, ...] | None, dict[str, Any] | Non
         "last_timestamp_ns": int(frame.timestamps[-1]),
         "steps": int(frame.n_steps),
     }
-    return trading_feature_names(config.window), span
+    return trading_feature_names(config.window) + tuple(appended), span
 
 
 def actor_hash(agent: SAC) -> str:

@@ -1,15 +1,42 @@
-"""Placeholder until the options piece is built (see rl_agents/phases.py)."""
+"""Hierarchical options of phase B: the agent picks an option, the option trades.
 
-from __future__ import annotations
+``wrap_env`` for training, ``serving_policy`` for the symbol agents,
+``report`` for usage and persistence; the option logic is in
+``rl_agents.options.options`` (docs/options.md).
+"""
 
-from typing import Any
+from rl_agents.options.config import OptionsConfig
+from rl_agents.options.controller import OptionsController, OptionStats
+from rl_agents.options.options import (
+    AUGMENTED_FEATURES,
+    OPEN_SCHEDULE,
+    Option,
+    OptionState,
+    augment,
+    augment_space,
+    choose,
+    decide,
+    observe,
+)
+from rl_agents.options.policy import OptionsPolicy, serving_policy
+from rl_agents.options.wrapper import OptionsWrapper, report, wrap_env
 
-
-def wrap_env(env: Any, config: Any) -> Any:
-    """The training env with this piece around it."""
-    raise NotImplementedError("options: not built yet")
-
-
-def serving_policy(policy: Any, config: Any) -> Any:
-    """The served policy with this piece around it."""
-    raise NotImplementedError("options: not built yet")
+__all__ = [
+    "AUGMENTED_FEATURES",
+    "OPEN_SCHEDULE",
+    "Option",
+    "OptionState",
+    "OptionStats",
+    "OptionsConfig",
+    "OptionsController",
+    "OptionsPolicy",
+    "OptionsWrapper",
+    "augment",
+    "augment_space",
+    "choose",
+    "decide",
+    "observe",
+    "report",
+    "serving_policy",
+    "wrap_env",
+]

@@ -46,11 +46,16 @@ class SACPolicy:
         """The policy of a checkpoint file, checked against the serving spaces when given.
 
         The serving spaces are one agent's (one observation row, one action); a
-        fleet checkpoint of n heads is checked against n such rows.
+        fleet checkpoint of n heads is checked against n such rows, and one
+        trained through the options against the rows the options augment.
         """
         from rl_agents.checkpoints import load_checkpoint
 
         checkpoint = load_checkpoint(path)
+        if observation_space is not None and checkpoint.config.options.enabled:
+            from rl_agents.options import augment_space  # the rows the options hand the actor
+
+            observation_space = augment_space(observation_space)
         n = checkpoint.architecture.get("n_agents")
         if n is not None and observation_space is not None and len(observation_space.shape) == 1:
             observation_space = _rows(observation_space, n)
