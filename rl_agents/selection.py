@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from core.collapse import ActionWindow
@@ -67,26 +68,35 @@ class Validation:
 
 
 def validate_fleet(
-    agent: SAC, env: PortfolioTradingEnv, step: int, limits: GateLimits | None = None
+    agent: SAC, env: gym.Env[Any, Any], step: int, limits: GateLimits | None = None
 ) -> Validation:
     """Replay ``env``'s days from the start with ``agent``'s deterministic actions.
 
-    Measured as the evaluation measures a streamed run: one action per agent and
-    day, the last day's included (its order expires at the end of the data).
+    ``env`` is a ``PortfolioTradingEnv`` or one wrapped in the phases the agent
+    was trained with (``rl_agents.phases``): the agent sees what it saw in
+    training, and the actions measured are those the env traded
+    (``info["traded_actions"]`` where a wrapper such as the options replaces
+    the agent's). Measured as the evaluation measures a streamed run: one
+    action per agent and day, the last day's included (its order expires at
+    the end of the data).
     """
+    base = env.unwrapped
+    if not isinstance(base, PortfolioTradingEnv):
+        raise TypeError(f"validation replays a PortfolioTradingEnv, got {type(base).__name__}")
     obs, _ = env.reset(options={"start": 0})
-    engine = env.engine
+    engine = base.engine
     windows = [ActionWindow(size=1 << 30) for _ in range(engine.n)]
     start_equity = engine.equity
     t = fills = 0
     done = False
     while not done:
         action = agent.act(obs, deterministic=True)
-        obs, _, terminated, truncated, _ = env.step(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        traded = np.asarray(info.get("traded_actions", action), dtype=np.float64).reshape(-1)
         filled = engine.quantity != 0.0  # the orders of this step's actions, at the next open
         fills += int(filled.sum())
         for i, window in enumerate(windows):
-            window.add(raw=float(action[i]), kind=0, step=t)
+            window.add(raw=float(traded[i]), kind=0, step=t)
             window.settle(t, filled=bool(filled[i]))
         t += 1
         done = terminated or truncated
@@ -101,7 +111,7 @@ def validate_fleet(
     worst = int(np.argmax([s.dominant_bin for s in stats]))
     diversity = float(np.mean([s.diversity for s in stats]))
     trade_frequency = fills / settled if settled else 0.0
-    name = env.symbols[worst]
+    name = base.symbols[worst]
     gates = hard_gates(
         dominant_bin=stats[worst].dominant_bin,
         diversity=diversity,
@@ -125,7 +135,8 @@ class CheckpointSelector:
     """A ``train`` callback that keeps the weights with the best validation return among
     those that pass the gates, tightened by ``margin``, on the validation days."""
 
-    env: PortfolioTradingEnv
+    env: gym.Env[Any, Any]
+    """The validation env: a ``PortfolioTradingEnv``, in the training's wrappers."""
     every: int
     after: int = 0
     """No validation before this step (learning starts)."""

@@ -24,7 +24,9 @@ class OptionsWrapper(gym.Wrapper[Any, Any, Any, Any]):
     the env trades on. Observations get the running option one-hot and its
     elapsed share of the timeout appended (``observation_space`` says so); the
     reward and ``info`` (``symbol_rewards`` included) are the env's, with
-    ``info["options"]``: the option each symbol traded with at this step.
+    ``info["options"]``: the option each symbol traded with at this step, and
+    ``info["traded_actions"]``: the actions the env traded (the checkpoint
+    selection measures those).
     """
 
     def __init__(self, env: gym.Env[Any, Any], config: OptionsConfig) -> None:
@@ -64,7 +66,7 @@ class OptionsWrapper(gym.Wrapper[Any, Any, Any, Any]):
         actions = self.controller.act(np.asarray(action, dtype=np.float64).reshape(-1))
         traded = self.controller.running
         obs, reward, terminated, truncated, info = self.env.step(actions.reshape(self._act_shape))
-        info = {**info, "options": traded}
+        info = {**info, "options": traded, "traded_actions": actions}
         return self._view(obs), float(reward), terminated, truncated, info
 
     def _view(self, obs: Any) -> Obs:

@@ -195,7 +195,10 @@ class SACConfig:
             if target is None:
                 kwargs.update(parsed)
             else:
-                kwargs[target] = kind(**parsed)
+                try:
+                    kwargs[target] = kind(**parsed)
+                except ValueError as e:  # a section's own check: name the section
+                    raise ConfigError(f"{section}: {e}") from e
         try:
             return cls(**kwargs)
         except ValueError as e:

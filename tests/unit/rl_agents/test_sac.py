@@ -491,6 +491,24 @@ def test_command_line_prints_the_template_and_refuses_bad_values(
     assert "training.gamma must be in [0, 1]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "section"),
+    [
+        ("--intrinsic_curiosity.eta", "-1", "intrinsic_curiosity"),
+        ("--options.timeout", "0", "options"),
+        ("--rewards.window", "1", "rewards"),
+        ("--her.k", "-1", "her"),
+    ],
+)
+def test_a_bad_value_in_any_section_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, section: str
+) -> None:
+    assert cli.main([flag, value, "--template"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {section}: ") and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_command_line_trains_and_saves_a_loadable_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -153,3 +153,30 @@ def test_a_margin_that_leaves_no_trade_frequency_is_refused() -> None:
     with pytest.raises(ValueError, match="empties"):
         CheckpointSelector(env, every=1, margin=0.3)
     assert cli.main(["--env_type", "portfolio", "--select-margin", "0.3", "--out", "x.pt"]) == 2
+
+
+def test_validation_through_the_options_measures_the_actions_the_env_traded() -> None:
+    from rl_agents.options import wrap_env
+    from rl_agents.options.config import OptionsConfig
+
+    env = wrap_env(PortfolioTradingEnv(EnvConfig(), frame=FRAME), OptionsConfig(enabled=True))
+    config = SACConfig(env_type="portfolio", hidden_sizes=(16, 16), seed=2, device="cpu")
+    width = env.observation_space.shape[-1]
+    agent = SAC(config, obs_dim=width, action_dim=1, n_agents=N)
+
+    validation = validate_fleet(agent, env, step=10)
+
+    # By hand: the options' actions, not the agent's, are what was traded.
+    obs, _ = env.reset(options={"start": 0})
+    traded, agents_own, done = [], [], False
+    while not done:
+        action = agent.act(obs, deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        traded.append(info["traded_actions"])
+        agents_own.append(action)
+        done = terminated or truncated
+    assert not np.allclose(np.concatenate(traded), np.concatenate(agents_own))
+    assert validation.total_return == pytest.approx(
+        env.unwrapped.engine.equity / EnvConfig().rules.initial_cash - 1.0
+    )
+    assert 0.0 <= validation.trade_frequency <= 1.0
