@@ -36,6 +36,12 @@ class OptionsPolicy:
         augmented = self.controller.observe(obs)
         return self.controller.act(self.inner.act(augmented))
 
+    def report(self) -> dict[str, float]:
+        """Usage share and mean persistence of each option over what this policy served
+        (``OptionStats.to_dict``, as ``rl_agents.options.report`` gives for training); empty
+        before the first call."""
+        return {} if self.controller is None else self.controller.stats.to_dict()
+
 
 def serving_policy(policy: Policy, config: OptionsConfig) -> OptionsPolicy:
     """``policy`` (a served SAC checkpoint) trading through the options of ``config``."""
