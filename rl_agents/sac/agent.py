@@ -18,7 +18,7 @@ import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +38,9 @@ from rl_agents.sac.networks import (
     TwinCritic,
     squash,
 )
+
+if TYPE_CHECKING:
+    from rl_agents.her.buffer import HERBuffer
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -398,13 +401,20 @@ def train(
     ``eval_env`` (on ``env`` when there is none) unless the last step was one.
     A portfolio env (``env_type: portfolio``) adds one transition per symbol
     and step, each with the portfolio's reward, or with its own reward when the
-    env reports them as ``info["symbol_rewards"]`` (``[n]``).
+    env reports them as ``info["symbol_rewards"]`` (``[n]``). With ``config.her`` enabled the
+    env must carry return goals (``rl_agents.her.wrap_env``) and the buffer also gets each
+    episode's relabelled transitions (``rl_agents.her.buffer``).
     """
     obs_dim, action_dim, n_agents = _check_env(env, config)
     assert isinstance(env.action_space, spaces.Box)
     torch.manual_seed(config.seed)  # for any library code that draws from the global generator
     agent = SAC(config, obs_dim, action_dim, n_agents=n_agents)
-    buffer = ReplayBuffer(config.buffer_size, obs_dim, action_dim, agent.device)
+    replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, agent.device)
+    buffer: ReplayBuffer | HERBuffer = replay
+    if config.her.enabled:  # the same buffer, filled with relabelled return goals as well
+        from rl_agents.her.buffer import HERBuffer
+
+        buffer = HERBuffer.for_training(env, replay, config, agent.generator)
     agent_ids = None if n_agents is None else np.arange(n_agents)
     scale = ActionScale(env.action_space)
     env.action_space.seed(config.seed)

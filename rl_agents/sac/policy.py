@@ -23,7 +23,9 @@ class SACPolicy:
 
     name = "sac"
 
-    def __init__(self, agent: SAC, version: str) -> None:
+    def __init__(
+        self, agent: SAC, version: str, feature_names: tuple[str, ...] | None = None
+    ) -> None:
         if agent.n_agents is None and agent.action_dim != 1:
             raise ValueError(
                 f"the Policy protocol serves one action per row; this actor has "
@@ -33,6 +35,8 @@ class SACPolicy:
         self.config = agent.config
         """The checkpoint's config: which phases (``rl_agents.phases``) it was trained with."""
         self.obs_dim = agent.obs_dim
+        self.feature_names = feature_names
+        """Names of the observation's entries the checkpoint was trained on, when it kept them."""
         self.n_agents = agent.n_agents
         self.actor = copy.deepcopy(agent.actor).to("cpu").eval().requires_grad_(False)
 
@@ -47,7 +51,9 @@ class SACPolicy:
 
         The serving spaces are one agent's (one observation row, one action); a
         fleet checkpoint of n heads is checked against n such rows, and one
-        trained through the options against the rows the options augment.
+        trained through the options against the rows the options augment, and
+        one trained with return goals against those rows with the goal features
+        appended (``rl_agents.her.training_space``).
         """
         from rl_agents.checkpoints import load_checkpoint
 
@@ -56,13 +62,18 @@ class SACPolicy:
             from rl_agents.options import augment_space  # the rows the options hand the actor
 
             observation_space = augment_space(observation_space)
+        if observation_space is not None and checkpoint.config.her.enabled:
+            from rl_agents.her import training_space  # the goal features, appended last
+
+            observation_space = training_space(observation_space)
         n = checkpoint.architecture.get("n_agents")
         if n is not None and observation_space is not None and len(observation_space.shape) == 1:
             observation_space = _rows(observation_space, n)
         if n is not None and action_space is not None and action_space.shape == (1,):
             action_space = _rows(action_space, n)
         checkpoint.check(observation_space, action_space, path=path)
-        return cls(checkpoint.agent(device="cpu"), version=checkpoint.version)
+        names = checkpoint.observation.feature_names
+        return cls(checkpoint.agent(device="cpu"), version=checkpoint.version, feature_names=names)
 
     def act(self, observations: Observations) -> Actions:
         """One action in [-1, 1] per observation row."""
