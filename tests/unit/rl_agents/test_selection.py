@@ -159,9 +159,10 @@ def test_validation_through_the_options_measures_the_actions_the_env_traded() ->
     from rl_agents.options import wrap_env
     from rl_agents.options.config import OptionsConfig
 
-    env = wrap_env(PortfolioTradingEnv(EnvConfig(), frame=FRAME), OptionsConfig(enabled=True))
+    base = PortfolioTradingEnv(EnvConfig(), frame=FRAME)
+    env = wrap_env(base, OptionsConfig(enabled=True))
     config = SACConfig(env_type="portfolio", hidden_sizes=(16, 16), seed=2, device="cpu")
-    width = env.observation_space.shape[-1]
+    width = int(np.prod(env.observation_space.shape or (0,))) // N
     agent = SAC(config, obs_dim=width, action_dim=1, n_agents=N)
 
     validation = validate_fleet(agent, env, step=10)
@@ -177,6 +178,6 @@ def test_validation_through_the_options_measures_the_actions_the_env_traded() ->
         done = terminated or truncated
     assert not np.allclose(np.concatenate(traded), np.concatenate(agents_own))
     assert validation.total_return == pytest.approx(
-        env.unwrapped.engine.equity / EnvConfig().rules.initial_cash - 1.0
+        base.engine.equity / EnvConfig().rules.initial_cash - 1.0
     )
     assert 0.0 <= validation.trade_frequency <= 1.0
