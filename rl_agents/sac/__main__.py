@@ -13,17 +13,19 @@ registered by ``rl_agents``); env_type portfolio defaults to the portfolio env,
 trained on the universe the evaluation uses. Beside the checkpoint, the run's
 record (``<out>`` with the suffix ``.jsonl``) gets one JSON line per
 evaluation and every ``--record-every`` steps, and a last line with the
-outcome (docs/sac.md).
+outcome (docs/sac.md). ``--mlflow`` (or ``--mlflow-uri URI``) tracks the same
+points, the checkpoint and the record in MLflow (docs/tracking.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import yaml
@@ -52,6 +54,9 @@ from rl_agents.sac.agent import Progress, TrainingDiverged, train
 from rl_agents.sac.config import ActionSpaceConfig, ConfigError, SACConfig, field_docs
 from rl_agents.selection import CheckpointSelector
 from rl_agents.training_monitor import Pause, RunRecord, TrainingMonitor
+
+if TYPE_CHECKING:
+    from rl_agents.tracking import TrainingTracker
 
 SECTIONS: dict[str, type] = {
     "intrinsic_curiosity": ICMConfig,
@@ -209,6 +214,24 @@ def parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=0, help="serve the trainer's /metrics here (0: no)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tracking = p.add_mutually_exclusive_group()
+    tracking.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="track the run in MLflow, in the local store beside the checkpoint "
+        "(sqlite:///<folder of --out>/mlflow.db; docs/tracking.md)",
+    )
+    tracking.add_argument(
+        "--mlflow-uri",
+        metavar="URI",
+        help="track the run in MLflow at this tracking URI (http://host:5000, sqlite:///path.db)",
+    )
+    p.add_argument(
+        "--mlflow-experiment",
+        metavar="NAME",
+        help="MLflow experiment of the run (default 'tradingbot'; implies --mlflow "
+        "without --mlflow-uri)",
+    )
     p.add_argument(
         "--no-collapse-pause",
         action="store_true",
@@ -232,8 +255,9 @@ def parser() -> argparse.ArgumentParser:
         for name, doc in field_docs(kind).items():
             if name not in SKIP.get(section, ()):
                 default = str(getattr(defaults, name)).replace("%", "%%")
+                text = doc.replace("%", "%%")  # "95% value at risk": argparse formats help with %
                 group.add_argument(
-                    f"--{section}.{name}", metavar="VALUE", help=f"{doc} (default: {default})"
+                    f"--{section}.{name}", metavar="VALUE", help=f"{text} (default: {default})"
                 )
     return p
 
@@ -290,6 +314,11 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
     symbols = tuple(span["symbols"]) if span is not None else ()
     shape = env.action_space.shape or (1,)
     n_agents = shape[0] if config.env_type == "portfolio" else 1
+    try:
+        tracker = _tracker(args, config, env_id, n_agents, span)
+    except ConfigError as e:  # a TrackingError: the URI cannot be used
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     thresholds = dataclasses.replace(CollapseThresholds(), diversity_critical=args.pause_below)
     monitor = TrainingMonitor(thresholds=thresholds, symbols=symbols)
@@ -301,7 +330,7 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         total=config.total_timesteps, desc="train", unit="step", disable=args.no_progress,
         file=sys.stderr, mininterval=1.0,
     )  # fmt: skip
-    with bar, RunRecord(record_path) as record:
+    with bar, RunRecord(record_path) as record, tracker or contextlib.nullcontext():
         record.start(
             env=env_id,
             agents=n_agents,
@@ -333,6 +362,8 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
                     **validation.to_dict(),
                     selectable=selector.selectable(validation),
                 )
+                if tracker is not None:
+                    tracker.log_validation(validation, selector.selectable(validation))
             if progress.evaluation is not None:
                 losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
                 bar.write(f"step {progress.step}: eval return {progress.evaluation:.4g} ({losses})")
@@ -346,6 +377,10 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
                     min_action_diversity=monitor.min_diversity(),
                     updates=updates_at(config, progress.step),
                 )
+                if tracker is not None:
+                    tracker.log_progress(
+                        progress, monitor, env, updates=updates_at(config, progress.step)
+                    )
             return paused
 
         try:
@@ -353,6 +388,14 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         except TrainingDiverged as e:
             monitor.metrics.nan_losses.inc()
             record.end("diverged", last_step, update=e.step, loss=e.loss, error=str(e))
+            if tracker is not None:
+                tracker.finish(
+                    "diverged",
+                    last_step,
+                    summary={"update": e.step},
+                    artifacts=(record_path,),
+                    tags={"diverged.loss": e.loss, "error": str(e)},
+                )
             print(f"stopped: {e}", file=sys.stderr)
             return 4
         metrics = {"eval_return": result.final_return or 0.0, "steps": float(result.steps)}
@@ -420,11 +463,24 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
             **rates,
             "checkpoint": str(path),
         }
+        final = {**metrics, **summary}
         if pause is None:
             record.end("finished", result.steps, **summary)
+            if tracker is not None:
+                tracker.finish(
+                    "finished", result.steps, summary=final, artifacts=(path, record_path)
+                )
             return 0
         record.paused(pause, path)
         record.end("paused", result.steps, **summary)
+        if tracker is not None:
+            tracker.finish(
+                "paused",
+                result.steps,
+                summary=final,
+                artifacts=(path, record_path),
+                tags={"pause.agent": pause.agent_name},
+            )
     print(
         f"paused: agent {pause.agent_name}'s action diversity {pause.diversity:.2f} fell below "
         f"{pause.threshold} at step {pause.step} (collapse); the checkpoint holds the state",
@@ -433,6 +489,48 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
     if on_pause is not None:
         on_pause(pause, path)
     return 3
+
+
+def _tracker(
+    args: argparse.Namespace,
+    config: SACConfig,
+    env_id: str,
+    n_agents: int,
+    span: dict[str, Any] | None,
+) -> TrainingTracker | None:
+    """The MLflow run the options ask for, its setup logged; None without ``--mlflow*``."""
+    if not (args.mlflow or args.mlflow_uri or args.mlflow_experiment):
+        return None
+    from rl_agents.tracking import DEFAULT_EXPERIMENT, TrainingTracker, local_store
+
+    tracker = TrainingTracker.start(
+        args.mlflow_uri or local_store(args.out),
+        args.mlflow_experiment or DEFAULT_EXPERIMENT,
+        args.out.stem,
+        tags={"checkpoint": str(args.out), "env": env_id},
+    )
+    options = {
+        "dataset": args.dataset,
+        "days": None if args.days is None else f"{args.days[0]}:{args.days[1]}",
+        "eval_every": args.eval_every,
+        "record_every": args.record_every,
+        "select_every": 500 if args.select_every is None else args.select_every,
+        "select_margin": args.select_margin,
+        "pause_below": args.pause_below,
+        "collapse_pause": not args.no_collapse_pause,
+        "checkpoint": str(args.out),
+    }
+    with contextlib.ExitStack() as failed:
+        failed.push(tracker)  # a failure to log the setup ends the run FAILED
+        tracker.log_setup(
+            config,
+            env_id=env_id,
+            agents=n_agents,
+            span=span,
+            options={k: v for k, v in options.items() if v is not None},
+        )
+        failed.pop_all()
+    return tracker
 
 
 if __name__ == "__main__":
