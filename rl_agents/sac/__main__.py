@@ -341,12 +341,11 @@ def main(argv: list[str] | None = None, on_pause: OnPause | None = None) -> int:
         )
         last_step = 0
         every = 500 if args.select_every is None else args.select_every
-        validation_env = eval_env.unwrapped
         selector = (
             CheckpointSelector(
-                validation_env, every, after=config.learning_starts, margin=args.select_margin
+                eval_env, every, after=config.learning_starts, margin=args.select_margin
             )
-            if isinstance(validation_env, PortfolioTradingEnv) and every > 0
+            if isinstance(eval_env.unwrapped, PortfolioTradingEnv) and every > 0
             else None
         )
 
