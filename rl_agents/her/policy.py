@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from core.features import ACCOUNT_FEATURES, FEATURE_NAMES, N_BAR_FEATURES
 from rl_agents.her.config import HERConfig
-from rl_agents.her.goals import with_goal
+from rl_agents.her.goals import reached, with_goal
 from rl_agents.policies import Actions, Observations, Policy
 
 
@@ -113,6 +113,10 @@ class GoalPolicy:
         self.steps = 0
         """Calls of the current goal episode before this one."""
         self._previous: npt.NDArray[np.float32] | None = None
+        self.episodes = 0
+        """Served goal episodes that ran their ``horizon`` (one per row)."""
+        self.successes = 0
+        """Those of them whose estimated return reached the goal (``goals.reached``)."""
 
     def act(self, observations: Observations) -> Actions:
         """One action in [-1, 1] per observation row, conditioned on the served goal."""
@@ -127,10 +131,24 @@ class GoalPolicy:
             self.achieved += np.log1p(step) if self.log_returns else step
             self.steps += 1
             if self.steps >= self.config.horizon:
+                self.episodes += len(obs)
+                self.successes += int(reached(self.achieved, self.config.goal).sum())
                 self.achieved, self.steps = np.zeros(len(obs)), 0
         self._previous = obs.copy()
         time_left = 1.0 - self.steps / self.config.horizon
         return self.inner.act(with_goal(obs, self.config.goal, self.achieved, time_left))
+
+
+    def report(self) -> dict[str, float]:
+        """The served goal episodes' success rate (``her_served_success_rate``), their count
+        and the goal; empty before the first episode ended."""
+        if not self.episodes:
+            return {}
+        return {
+            "her_served_success_rate": self.successes / self.episodes,
+            "her_served_episodes": float(self.episodes),
+            "her_goal": self.config.goal,
+        }
 
 
 def serving_policy(policy: Policy, config: HERConfig) -> GoalPolicy:

@@ -431,6 +431,19 @@ def test_served_achieved_return_tracks_the_one_training_accrues(portfolio: bool)
     np.testing.assert_allclose(inner.rows[-1][:, -3:], [[0.02, 0.0, 1.0]] * env.rows)
 
 
+def test_served_goal_episodes_count_the_rows_that_reached_the_goal() -> None:
+    served = GoalPolicy(Recorder(), HERConfig(enabled=True, horizon=1, goal=0.0))
+    rows = np.zeros((4, 63), np.float32)
+    rows[:, 60] = 0.5  # half the equity in each symbol
+    served.act(rows)
+    assert served.report() == {}  # no goal episode has ended
+    rows[:, 9 * 6 + 1] = [0.1, 0.1, 0.1, -0.1]  # three gaps up, one down
+    served.act(rows)
+    assert served.report() == {
+        "her_served_success_rate": 0.75, "her_served_episodes": 4.0, "her_goal": 0.0
+    }  # fmt: skip
+
+
 def test_a_call_with_another_number_of_rows_starts_every_symbol_afresh() -> None:
     inner = Recorder()
     served = GoalPolicy(inner, HER)
