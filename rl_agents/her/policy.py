@@ -138,7 +138,6 @@ class GoalPolicy:
         time_left = 1.0 - self.steps / self.config.horizon
         return self.inner.act(with_goal(obs, self.config.goal, self.achieved, time_left))
 
-
     def report(self) -> dict[str, float]:
         """The served goal episodes' success rate (``her_served_success_rate``), their count
         and the goal; empty before the first episode ended."""
