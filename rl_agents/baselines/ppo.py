@@ -7,6 +7,7 @@ the same rules (docs/baselines.md)::
 
     python -m rl_agents.baselines.ppo --out runs/ppo.zip
     TRADINGBOT_AGENT_POLICY=ppo:runs/ppo.zip      # served by the symbol agents
+    python -m rl_agents.baselines.ppo --reward completed-trades   # the original's sparse reward
 
 - **Data**: ``universe(load_bars(dataset), n_symbols)`` over all days (the
   symbols with a bar on every day, the universe the demo replays), split with
@@ -14,7 +15,12 @@ the same rules (docs/baselines.md)::
 - **Environments**: ``n_envs`` copies of
   ``HybridActionEnv(SymbolRotationEnv(...))`` in a ``DummyVecEnv``; env i
   holds every ``n_envs``-th symbol and trades another of them each episode,
-  so one shared ``MlpPolicy`` learns from all symbols.
+  so one shared ``MlpPolicy`` learns from all symbols. The reward is the log equity
+  change (``--reward log-equity``) or a sparse completed-trade reward
+  (``rl_agents.baselines.sparse``).
+- **Collapse watch**: the training monitor judges each env's sampled actions with
+  the collapse detector's statistics; below ``--pause-below`` training stops and
+  the command exits 3 (docs/collapse.md).
 - **Files**: the SB3 zip and a JSON sidecar beside it (``runs/ppo.json``)
   with the config, the symbols, the split and its days, the observation
   width and, after the CLI's evaluation, the validation action distribution.
@@ -40,17 +46,20 @@ import stable_baselines3
 import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from core.bars import BarFrame, timestamp_ns_to_iso
-from core.collapse import BINS, action_bin
+from core.collapse import BINS, CollapseThresholds, action_bin
 from core.features import ACCOUNT_FEATURES, N_BAR_FEATURES
+from rl_agents.baselines.sparse import LOG_EQUITY, REWARDS, with_reward
 from rl_agents.data import BYTETHEORY, DEFAULT_UNIVERSE, chronological_split, load_bars, universe
 from rl_agents.envs import ContinuousTradingEnv, EnvConfig, HybridActionEnv
 from rl_agents.envs.hybrid import CONTINUOUS_VALUE, ActionSpaceMigrator, DiscreteAction
 from rl_agents.policies import Actions, Observations
+from rl_agents.sac.agent import Progress
+from rl_agents.training_monitor import Pause, TrainingMonitor
 
 FORMAT = "tradingbot-ppo-baseline/1"
 """Layout of the JSON sidecar; changed on any incompatible change."""
@@ -102,6 +111,15 @@ class PPOBaselineConfig:
     torch_threads: int = 1
     """Torch CPU threads while training: one is fastest for the small 64x64 MLP (two
     threads ran 40x slower on a busy 2-core machine)."""
+    pause_below: float = 0.20
+    """Pause training when the sampled actions of a training env fall below this normalised
+    entropy (the collapse detector's diversity over its last 1,000 actions, judged from 50
+    actions on, every 50 steps of each env; the plan's critical 0.20); 0 never pauses."""
+    reward: str = LOG_EQUITY
+    """The training reward: ``log-equity`` (the envs' dense log equity change of every step),
+    ``completed-trades`` (the original fleet's sparse reward: the realised P&L of each sell,
+    net of fees, 0 on every other step) or ``round-trips`` (0 until a position is closed in
+    full, then the whole trade's realised P&L); rl_agents/baselines/sparse.py."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(self.net_arch))  # a list from JSON
@@ -134,6 +152,10 @@ class PPOBaselineConfig:
             raise ValueError("clip_range must be > 0 and ent_coef >= 0")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if not 0.0 <= self.pause_below <= 1.0:
+            raise ValueError(f"pause_below must be in [0, 1], got {self.pause_below}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
 
     @property
     def obs_width(self) -> int:
@@ -161,6 +183,10 @@ class PPOTrainingInfo:
     """Wall time of ``model.learn``."""
     validation: dict[str, Any] | None = None
     """The deterministic policy's action distribution on the validation span, when measured."""
+    pause: dict[str, Any] | None = None
+    """Why training paused on an action collapse (``TrainingMonitor``'s ``Pause``), if it did."""
+    training_diversity: float | None = None
+    """The training monitor's lowest diversity over the envs when training ended."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -175,6 +201,8 @@ class PPOTrainingInfo:
             "timesteps": self.timesteps,
             "train_seconds": self.train_seconds,
             "validation": self.validation,
+            "pause": self.pause,
+            "training_diversity": self.training_diversity,
         }
 
     @classmethod
@@ -191,6 +219,8 @@ class PPOTrainingInfo:
             timesteps=int(data["timesteps"]),
             train_seconds=float(data["train_seconds"]),
             validation=data["validation"],
+            pause=data.get("pause"),
+            training_diversity=data.get("training_diversity"),
         )
 
 
@@ -247,14 +277,17 @@ class SymbolRotationEnv(ContinuousTradingEnv):
 
 
 def make_training_env(config: PPOBaselineConfig, train: BarFrame) -> DummyVecEnv:
-    """``n_envs`` Discrete(7) envs over the symbols of ``train``, env i on every n_envs-th one."""
+    """``n_envs`` Discrete(7) envs over the symbols of ``train``, env i on every n_envs-th one,
+    each with the config's reward."""
     frames = [one_symbol(train, s) for s in train.symbols]
     env_config = EnvConfig(window=config.window, dataset=config.dataset)
 
     def factory(i: int) -> Callable[[], gym.Env[Any, Any]]:
-        return lambda: Monitor(
-            HybridActionEnv(SymbolRotationEnv(env_config, frames[i :: config.n_envs]))
-        )
+        def make() -> gym.Env[Any, Any]:
+            env = HybridActionEnv(SymbolRotationEnv(env_config, frames[i :: config.n_envs]))
+            return Monitor(with_reward(env, config.reward))
+
+        return make
 
     return DummyVecEnv([factory(i) for i in range(config.n_envs)])
 
@@ -291,8 +324,74 @@ class _ProgressLines(BaseCallback):
         )
 
 
-def train_ppo(config: PPOBaselineConfig, progress: bool = False) -> tuple[PPO, PPOTrainingInfo]:
-    """Train SB3 PPO (``MlpPolicy``, on the CPU) on the training span; print rollouts if asked."""
+class CollapseWatch(BaseCallback):
+    """The training monitor on PPO: the collapse detector's statistics of the sampled actions.
+
+    Every step hands the action each env sampled (as its raw continuous value,
+    ``CONTINUOUS_VALUE``) to a ``TrainingMonitor``, one window per env, as the
+    SAC trainer does for its fleet heads; the monitor judges them every 50
+    steps of each env. When a window's diversity falls below the monitor's
+    critical threshold, training stops (SB3 ends ``learn``) unless ``pause``
+    is False; ``monitor.pause`` says where. At each rollout's end the last
+    update's losses and the policy's entropy reach the monitor's metrics.
+    """
+
+    def __init__(self, monitor: TrainingMonitor, *, pause: bool = True) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.pause = pause
+        self._losses: dict[str, float] = {}
+
+    def _on_rollout_end(self) -> None:
+        values = self.model.logger.name_to_value
+        self._losses = {
+            key.removeprefix("train/"): float(values[key])
+            for key in ("train/policy_gradient_loss", "train/value_loss")
+            if key in values
+        }
+        if "train/entropy_loss" in values:  # SB3 logs minus the mean entropy, in nats
+            self._losses["entropy"] = -float(values["train/entropy_loss"])
+
+    def _on_step(self) -> bool:
+        actions = np.asarray(self.locals["actions"], dtype=np.int64).reshape(-1)
+        progress = Progress(
+            step=self.num_timesteps,
+            losses=self._losses,
+            episode_return=None,
+            evaluation=None,
+            action=CONTINUOUS_VALUE[actions],
+        )
+        return not (self.monitor(progress) and self.pause)
+
+
+def training_monitor(config: PPOBaselineConfig) -> TrainingMonitor:
+    """The monitor of a run: the detector's thresholds with ``pause_below`` as the critical
+    diversity, judged every 50 steps of each env (every ``50 * n_envs`` env steps)."""
+    thresholds = dataclasses.replace(CollapseThresholds(), diversity_critical=config.pause_below)
+    return TrainingMonitor(thresholds=thresholds, check_every=50 * config.n_envs)
+
+
+def _pause_dict(pause: Pause) -> dict[str, Any]:
+    return {
+        "step": pause.step,
+        "env": pause.agent,
+        "diversity": pause.diversity,
+        "threshold": pause.threshold,
+        "actions": pause.actions,
+    }
+
+
+def train_ppo(
+    config: PPOBaselineConfig,
+    progress: bool = False,
+    monitor: TrainingMonitor | None = None,
+) -> tuple[PPO, PPOTrainingInfo]:
+    """Train SB3 PPO (``MlpPolicy``, on the CPU) on the training span; print rollouts if asked.
+
+    A ``TrainingMonitor`` (``training_monitor(config)`` unless one is given)
+    watches the sampled actions; training stops early when it pauses on a
+    collapse, and ``info.pause`` records it (``pause_below`` 0: it only watches).
+    """
     frame, split = baseline_data(config)
     train = frame.window(*split["train"])
     env = make_training_env(config, train)
@@ -311,12 +410,16 @@ def train_ppo(config: PPOBaselineConfig, progress: bool = False) -> tuple[PPO, P
         seed=config.seed,
         device="cpu",
     )
-    callback = _ProgressLines(config.total_timesteps) if progress else None
+    monitor = monitor if monitor is not None else training_monitor(config)
+    watch = CollapseWatch(monitor, pause=config.pause_below > 0.0)
+    callbacks: list[BaseCallback] = [watch]
+    if progress:
+        callbacks.append(_ProgressLines(config.total_timesteps))
     threads = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)
     started = time.perf_counter()
     try:
-        model.learn(total_timesteps=config.total_timesteps, callback=callback)
+        model.learn(total_timesteps=config.total_timesteps, callback=CallbackList(callbacks))
     finally:
         seconds = time.perf_counter() - started
         torch.set_num_threads(threads)
@@ -328,6 +431,8 @@ def train_ppo(config: PPOBaselineConfig, progress: bool = False) -> tuple[PPO, P
         obs_width=config.obs_width,
         timesteps=model.num_timesteps,
         train_seconds=seconds,
+        pause=_pause_dict(monitor.pause) if monitor.pause is not None and watch.pause else None,
+        training_diversity=monitor.min_diversity(),
     )
     return model, info
 
@@ -568,7 +673,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train, measure the action distribution on the validation span, save."""
+    """Train, measure the action distribution on the validation span, save.
+
+    Exit codes: 0 finished, 2 bad options, 3 paused on an action collapse (the
+    training monitor's diversity of an env's sampled actions fell below
+    ``--pause-below``; the zip holds the weights it paused with and the sidecar
+    the pause), as ``tradingbot train`` for SAC.
+    """
     args = parser().parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PPOBaselineConfig)}
     try:
@@ -595,7 +706,22 @@ def main(argv: list[str] | None = None) -> int:
         f"deterministic actions on the validation span (steps {start}-{stop}, "
         f"{first[:10]} to {last[:10]}, {frame.n_symbols} symbols):\n{result.describe()}"
     )
-    return 0
+    if info.pause is None:
+        lowest = info.training_diversity
+        print(
+            "training monitor: lowest diversity of an env's sampled actions "
+            + ("n/a" if lowest is None else f"{lowest:.3f}")
+            + f" (pauses below {config.pause_below})"
+        )
+        return 0
+    pause = info.pause
+    print(
+        f"paused: env {pause['env']}'s sampled action diversity {pause['diversity']:.2f} fell "
+        f"below {pause['threshold']} at step {pause['step']} (collapse); {path} holds the "
+        "weights it paused with",
+        file=sys.stderr,
+    )
+    return 3
 
 
 if __name__ == "__main__":
