@@ -297,13 +297,17 @@ def listening_port() -> Iterator[int]:
 
 
 def refusal(env: dict[str, str]) -> tuple[int, str]:
-    process = start_detector(env)
+    return exit_of(start_detector(env))
+
+
+def exit_of(process: subprocess.Popen[bytes], timeout_s: float = 90) -> tuple[int, str]:
+    """The detector's exit code and stderr; the test fails when it does not exit in time."""
     try:
-        _, err = process.communicate(timeout=90)
+        _, err = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         _, err = process.communicate()
-        pytest.fail(f"the detector did not exit within 90s:\n{err.decode()[-3000:]}")
+        pytest.fail(f"the detector did not exit within {timeout_s:.0f}s:\n{err.decode()[-3000:]}")
     return process.returncode, err.decode()
 
 
@@ -374,11 +378,6 @@ def test_sigterm_while_starting_or_running_stops_the_detector_cleanly(
     except subprocess.TimeoutExpired:
         pass
     process.send_signal(signal.SIGTERM)
-    try:
-        _, err = process.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
-        pytest.fail(f"the detector did not stop within 90s of SIGTERM:\n{err.decode()[-3000:]}")
-    assert process.returncode == 0, err.decode()[-3000:]
-    assert "Traceback" not in err.decode(), err.decode()[-3000:]
+    code, err = exit_of(process)
+    assert code == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
