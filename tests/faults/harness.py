@@ -131,14 +131,25 @@ FULL_SPAN = Span(symbols=143, steps=245)
 """The demo's span (every symbol, every day of the bundled data): the soak's."""
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES, width: int = 300) -> str:
-    """The last ``lines`` lines of a text file, each cut to ``width`` (or why there are none)."""
+def tail(
+    path: Path,
+    lines: int = LOG_TAIL_LINES,
+    width: int = 300,
+    keep: Callable[[str], bool] | None = None,
+) -> str:
+    """The last ``lines`` lines of a text file (those ``keep`` keeps), each cut to ``width``."""
     try:
         text = path.read_text(errors="replace")
     except OSError as e:
         return f"(cannot read {path}: {e})"
-    shown = [line if len(line) <= width else line[:width] + " ..." for line in text.splitlines()]
+    kept = [line for line in text.splitlines() if keep is None or keep(line)]
+    shown = [line if len(line) <= width else line[:width] + " ..." for line in kept]
     return "\n".join(shown[-lines:]) or "(empty)"
+
+
+def _worth_showing(line: str) -> bool:
+    """A service's warning or error, but the hostile models it rightly refused."""
+    return (" WARNING " in line or " ERROR " in line) and "cannot serve" not in line
 
 
 # --------------------------------------------------------------------- broker
@@ -285,7 +296,9 @@ def ledger_difference(reference: Ledger, actual: Ledger) -> str | None:
     return "\n".join(lines)
 
 
-def consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+def consumer(
+    bootstrap: str, client_id: str, isolation_level: str = "read_committed"
+) -> AIOKafkaConsumer:
     """A ``read_committed`` consumer without a group (partitions are assigned)."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -293,15 +306,21 @@ def consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level="read_committed",
+        isolation_level=isolation_level,
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The end offset of each partition of ``topic`` now."""
-    client = consumer(bootstrap, "fault-offsets")
+async def end_offsets(
+    bootstrap: str, topic: str, isolation_level: str = "read_committed"
+) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` now.
+
+    ``read_committed`` gives the last stable offsets (where a reader of
+    committed records stops), ``read_uncommitted`` the high watermarks.
+    """
+    client = consumer(bootstrap, "fault-offsets", isolation_level)
     await client.start()
     try:
         partitions = await partitions_of(client, topic)
@@ -649,12 +668,39 @@ class RunProcesses:
         while not done():
             self.check()
             if time.monotonic() > deadline:
+                self.notes.append(await self.open_transactions())
                 self.fail(
                     f"timed out waiting for {what} "
                     f"({time.monotonic() - self._began:.0f}s into the trial, run budget "
                     f"{self.timeout_s:.0f}s)"
                 )
             await self.poll()
+
+    async def open_transactions(self) -> str:
+        """Where the committed records of the run's topics end against their high watermarks.
+
+        A partition whose last stable offset stays below its high watermark
+        holds a transaction that is still open (or hangs): readers of
+        committed records wait there.
+        """
+        found: list[str] = []
+        try:
+            for topic in (
+                SIM_CLOCK.name,
+                PORTFOLIO_EVENTS.name,
+                MARKET_BARS.name,
+                AGENT_ACTIONS.name,
+            ):
+                stable = await end_offsets(self.bootstrap, topic)
+                high = await end_offsets(self.bootstrap, topic, "read_uncommitted")
+                found += [
+                    f"{topic}[{p}] stable {stable[p]} < high watermark {high[p]}"
+                    for p in sorted(high)
+                    if stable.get(p, high[p]) < high[p]
+                ]
+        except Exception as e:  # noqa: BLE001 - a diagnosis must not hide the failure
+            return f"open transactions: not read ({type(e).__name__}: {e})"
+        return "open transactions: " + ("; ".join(found) if found else "none (every end is stable)")
 
     async def wait_step(self, step: int) -> int:
         """Wait until ``step`` is completed (-1: until the replay has started); return the last."""
@@ -715,6 +761,8 @@ class RunProcesses:
                 f"last {LOG_TAIL_LINES} lines of {service.log}:"
             )
             lines.append(tail(service.log))
+            lines.append(f"--- {service.name}: its warnings and errors but rejected models:")
+            lines.append(tail(service.log, keep=_worth_showing))
         return "\n".join(lines)
 
     def fail(self, problem: str) -> None:
