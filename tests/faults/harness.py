@@ -147,7 +147,11 @@ def tail(
     return "\n".join(shown[-lines:]) or "(empty)"
 
 
-def _worth_showing(line: str) -> bool:
+OPEN_TRANSACTIONS_TIMEOUT_S = 15.0
+"""How long a failure's report may look for open transactions (the broker may be down)."""
+
+
+def worth_showing(line: str) -> bool:
     """A service's warning or error, but the hostile models it rightly refused."""
     return (" WARNING " in line or " ERROR " in line) and "cannot serve" not in line
 
@@ -299,7 +303,7 @@ def ledger_difference(reference: Ledger, actual: Ledger) -> str | None:
 def consumer(
     bootstrap: str, client_id: str, isolation_level: str = "read_committed"
 ) -> AIOKafkaConsumer:
-    """A ``read_committed`` consumer without a group (partitions are assigned)."""
+    """A consumer without a group (partitions are assigned), of committed records by default."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
@@ -676,15 +680,16 @@ class RunProcesses:
                 )
             await self.poll()
 
-    async def open_transactions(self) -> str:
-        """Where the committed records of the run's topics end against their high watermarks.
+    async def open_transactions(self, settle_s: float = 1.0) -> str:
+        """The partitions of the run's topics where committed records stop short of the log's end.
 
-        A partition whose last stable offset stays below its high watermark
-        holds a transaction that is still open (or hangs): readers of
-        committed records wait there.
+        Looked at twice, ``settle_s`` apart: a partition whose last stable
+        offset stays put below its high watermark holds a transaction that is
+        open or hangs, and every reader of committed records waits there.
         """
-        found: list[str] = []
-        try:
+
+        async def ends() -> dict[str, tuple[int, int]]:
+            found: dict[str, tuple[int, int]] = {}
             for topic in (
                 SIM_CLOCK.name,
                 PORTFOLIO_EVENTS.name,
@@ -693,14 +698,23 @@ class RunProcesses:
             ):
                 stable = await end_offsets(self.bootstrap, topic)
                 high = await end_offsets(self.bootstrap, topic, "read_uncommitted")
-                found += [
-                    f"{topic}[{p}] stable {stable[p]} < high watermark {high[p]}"
-                    for p in sorted(high)
-                    if stable.get(p, high[p]) < high[p]
-                ]
+                for p, offset in high.items():
+                    if stable.get(p, offset) < offset:
+                        found[f"{topic}[{p}]"] = (stable[p], offset)
+            return found
+
+        try:
+            first = await asyncio.wait_for(ends(), OPEN_TRANSACTIONS_TIMEOUT_S)
+            await asyncio.sleep(settle_s)
+            second = await asyncio.wait_for(ends(), OPEN_TRANSACTIONS_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001 - a diagnosis must not hide the failure
             return f"open transactions: not read ({type(e).__name__}: {e})"
-        return "open transactions: " + ("; ".join(found) if found else "none (every end is stable)")
+        held = [
+            f"{name} stable {stable} < high watermark {high}"
+            for name, (stable, high) in sorted(second.items())
+            if first.get(name, (None, None))[0] == stable
+        ]
+        return "open transactions: " + ("; ".join(held) if held else "none (every end is stable)")
 
     async def wait_step(self, step: int) -> int:
         """Wait until ``step`` is completed (-1: until the replay has started); return the last."""
@@ -762,7 +776,7 @@ class RunProcesses:
             )
             lines.append(tail(service.log))
             lines.append(f"--- {service.name}: its warnings and errors but rejected models:")
-            lines.append(tail(service.log, keep=_worth_showing))
+            lines.append(tail(service.log, keep=worth_showing))
         return "\n".join(lines)
 
     def fail(self, problem: str) -> None:
