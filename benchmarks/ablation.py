@@ -65,14 +65,22 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "options": {"enabled": True},
         "her": {"enabled": True},
     },
+    "her0": {
+        "intrinsic_curiosity": {"enabled": True},
+        "rewards": {"enabled": True},
+        "options": {"enabled": True},
+        "her": {"enabled": True, "k": 0},
+    },
 }
-"""Each arm's sections switched on over the recipe; every arm adds one piece to the one before."""
+"""Each arm's sections switched on over the recipe; every arm adds one piece to the one before,
+except ``her0``, the control of the HER gate: the same goals without relabelling (k = 0)."""
 LABELS = {
     "plain": "plain SAC",
     "icm": "+ICM",
     "rewards": "+rewards",
     "options": "+options",
     "her": "+HER",
+    "her0": "+HER k=0",
 }
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("total return", "total_return", "pct"),
@@ -294,7 +302,7 @@ def phase_gates(runs: Sequence[Run]) -> list[tuple[str, str, str, str]]:
                 continue
             mean, *_ = spread([r.metrics.get(key, math.nan) for r in found])
             rows.append((gate, LABELS[arm], f"{mean:.3f}", _verdict(mean, op, limit)))
-    for arm in ("options", "her"):
+    for arm in ("options", "her", "her0"):
         found = by_arm[arm]
         if not found:
             continue
@@ -312,7 +320,7 @@ def phase_gates(runs: Sequence[Run]) -> list[tuple[str, str, str, str]]:
             ("B: option persistence > 5 steps", LABELS[arm], f"{persistence:.2f}",
              _verdict(persistence, ">", 5.0))
         )  # fmt: skip
-    for arm in ("rewards", "options", "her"):
+    for arm in ("rewards", "options", "her", "her0"):
         found = by_arm[arm]
         if not found:
             continue
@@ -341,21 +349,45 @@ def phase_gates(runs: Sequence[Run]) -> list[tuple[str, str, str, str]]:
             ("C: no reward hacking (objectives flagged)", LABELS[arm], f"{flags:.2f}",
              _verdict(flags, "<", 0.5))
         )  # fmt: skip
-    found = by_arm["her"]
-    if found:
-        trained, *_ = spread([r.training.get("her/her_success_rate", math.nan) for r in found])
-        served, *_ = spread([r.phases.get("her_served_success_rate", math.nan) for r in found])
-        rows.append(("B: goal success rate, training episodes", LABELS["her"], f"{trained:.3f}",
+    success = {
+        arm: (
+            spread([r.training.get("her/her_success_rate", math.nan) for r in by_arm[arm]])[0],
+            spread([r.phases.get("her_served_success_rate", math.nan) for r in by_arm[arm]])[0],
+        )
+        for arm in ("her", "her0")
+        if by_arm[arm]
+    }
+    for arm, (trained, served) in success.items():
+        rows.append(("B: goal success rate, training episodes", LABELS[arm], f"{trained:.3f}",
                      "measured"))  # fmt: skip
-        rows.append(("B: goal success rate, served test days", LABELS["her"], f"{served:.3f}",
+        rows.append(("B: goal success rate, served test days", LABELS[arm], f"{served:.3f}",
                      "measured"))  # fmt: skip
-        rows.append(("B: HER improvement > 30% success (against k = 0)", LABELS["her"], "",
-                     "not measured: no k = 0 arm"))  # fmt: skip
+    if "her" in success:
+        if "her0" not in success:
+            rows.append(("B: HER improvement > 30% success (against k = 0)", LABELS["her"], "",
+                         "not measured: run the her0 arm"))  # fmt: skip
+        else:
+            for where, index in (("training episodes", 0), ("served test days", 1)):
+                gain = improvement(success["her"][index], success["her0"][index])
+                rows.append(
+                    (f"B: HER improvement > 30% success (against k = 0), {where}",
+                     LABELS["her"], f"{gain:+.3f}", _verdict(gain, ">", 0.30))
+                )  # fmt: skip
     return rows
 
 
+def improvement(value: float, control: float) -> float:
+    """``value``'s relative gain over ``control`` (0.3: 30% more); +inf when only the control
+    is 0, 0 when both are, NaN when either was not measured."""
+    if not (math.isfinite(value) and math.isfinite(control)):
+        return math.nan
+    if control == 0.0:
+        return math.inf if value > 0.0 else 0.0
+    return value / control - 1.0
+
+
 def _verdict(value: float, op: str, limit: float) -> str:
-    if not math.isfinite(value):
+    if math.isnan(value):
         return "not measured"
     ok = {">=": value >= limit, "<": value < limit, ">": value > limit}[op]
     return "pass" if ok else "fail"

@@ -26,7 +26,13 @@ def regime_weights(
 
 class WeightTracker:
     """Weights that move ``rate`` of the way to their target each step, and their spread
-    over the episode: the standard deviation of each weight over its mean."""
+    over an episode: the standard deviation of each weight over its mean.
+
+    ``spread`` is the current episode's; ``worst_spread`` is, per weight, the
+    largest over every episode since the tracker was made (the current one
+    included), so that a report read just after a reset still says how much the
+    weights moved in the episodes that were trained on.
+    """
 
     def __init__(self, rate: float, size: int = len(OBJECTIVES)) -> None:
         self.rate = rate
@@ -34,9 +40,15 @@ class WeightTracker:
         self._count = 0
         self._mean = np.zeros(size)
         self._m2 = np.zeros(size)
+        self._worst = np.zeros(size)
+        self.episodes = 0
+        """Episodes begun (``reset`` calls)."""
 
     def reset(self, target: FloatArray) -> FloatArray:
-        """Start an episode at ``target``; return the weights."""
+        """End the episode (keeping its spread in ``worst_spread``) and start one at
+        ``target``; return the weights."""
+        self._worst = self.worst_spread()
+        self.episodes += 1
         self.weights[:] = target
         self._count = 0
         self._mean[:] = 0.0
@@ -56,6 +68,10 @@ class WeightTracker:
         std = np.sqrt(self._m2 / self._count)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self._mean > 0.0, std / self._mean, 0.0)
+
+    def worst_spread(self) -> FloatArray:
+        """Each weight's largest ``spread`` over the episodes so far, this one included."""
+        return np.maximum(self._worst, self.spread())
 
     def _observe(self) -> FloatArray:
         # Welford's update of the mean and the sum of squared deviations.

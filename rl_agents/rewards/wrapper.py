@@ -111,7 +111,8 @@ class RewardShapingWrapper(gym.Wrapper[Any, Any, Any, Any]):
 
     def report(self) -> dict[str, float]:
         """Running means per step since the wrapper was made, the current weights, their
-        spread over the current episode and the hacking flags (docs/rewards.md)."""
+        spread over the current episode and the largest over every episode (the
+        weight stability), and the hacking flags (docs/rewards.md)."""
         steps = max(self.steps, 1)
         out: dict[str, float] = {"steps": float(self.steps)}
         for name in COMPONENTS:
@@ -121,11 +122,14 @@ class RewardShapingWrapper(gym.Wrapper[Any, Any, Any, Any]):
         out["shaped_reward_mean"] = self._shaped_total / steps
         magnitude = sum(self._magnitudes.values())
         out["shaping_share"] = self._magnitudes["shaping"] / magnitude if magnitude else 0.0
-        spread = self.shaper.tracker.spread()
-        for name, weight, s in zip(OBJECTIVES, self._weights, spread, strict=True):
+        tracker = self.shaper.tracker
+        spread, worst = tracker.spread(), tracker.worst_spread()
+        for name, weight, s, w in zip(OBJECTIVES, self._weights, spread, worst, strict=True):
             out[f"{name}_weight"] = float(weight)
             out[f"{name}_weight_spread"] = float(s)
-        out["weight_stability"] = float(spread.max())
+            out[f"{name}_weight_worst_spread"] = float(w)
+        out["weight_stability"] = float(worst.max())
+        out["weight_episodes"] = float(tracker.episodes)
         out["high_volatility_share"] = self._high_steps / steps
         for kind, (total, count) in self._quality.items():
             out[f"{kind}_quality"] = total / count if count else float("nan")

@@ -198,7 +198,7 @@ class SymbolAgent:
         # The model to serve: the latest on agent.models, then live updates.
         for event in await kafka.read_topic(cfg.bootstrap, AGENT_MODELS.name):
             if isinstance(event, ModelPublished) and event.agent_id == self.agent.model_id:
-                self._load(event)
+                await self._load(event)
         partitions = await kafka.assign(
             consumer,
             [
@@ -348,7 +348,7 @@ class SymbolAgent:
         event = item.event
         if isinstance(event, ModelPublished):
             if event.agent_id == self.agent.model_id:
-                problem = self._load(event)
+                problem = await self._load(event)
                 if problem is not None:
                     await dead.send(item.record, problem)
             return
@@ -473,14 +473,18 @@ class SymbolAgent:
             self.snapshots.pop(step)
             self.next_step += 1
 
-    def _load(self, model: ModelPublished) -> str | None:
+    async def _load(self, model: ModelPublished) -> str | None:
         """Serve ``model`` from the next step on (an empty checkpoint: the baseline).
 
         Return why it cannot be served (the current policy stays), or None.
+        The checkpoint is read (and torch first imported, 8 s on a small box)
+        in a worker thread: the event loop goes on heartbeating the group, so
+        a slow or hostile model never costs the agent its group session.
+        Records are still taken in order: this one waits for its model.
         """
         name = f"sac:{model.checkpoint}" if model.checkpoint else self.agent.policy
         try:
-            self.policy = make_policy(name, window=self.agent.window)
+            self.policy = await asyncio.to_thread(make_policy, name, window=self.agent.window)
         except Exception as e:  # noqa: BLE001 - a bad model must not stop the agent
             log.error("cannot serve %s (%s): keeping %s", model.version, e, self.policy.version)
             return f"cannot serve model {model.version[:200]!r}: {str(e)[:500]}"

@@ -24,6 +24,7 @@ from fixtures import broker_fixture, fault_broker_fixture  # noqa: F401 (the fix
 from harness import (
     FULL_SPAN,
     SEED,
+    SYMBOL_AGENT,
     Broker,
     Ledger,
     RunProcesses,
@@ -300,6 +301,14 @@ def test_hostile_records_on_every_input_topic_are_dead_lettered_and_the_ledger_i
             missing = undelivered(sender.sent, await dead_letters(broker.bootstrap))
             if missing:
                 problems.append(describe_undelivered(missing, len(sender.sent)))
+            # Hostile models are refused without stalling the agent: it keeps its group session.
+            agent_log = run.services[SYMBOL_AGENT].log.read_text(errors="replace")
+            expired = [line for line in agent_log.splitlines() if "session expired" in line.lower()]
+            if expired:
+                problems.append(
+                    f"the symbol agent lost its group session {len(expired)} time(s) under hostile "
+                    f"input (its event loop stalled): {expired[0]}"
+                )
             if problems:
                 run.fail("\n".join(problems))
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import ARMS, arm_config, main
+from benchmarks.ablation import ARMS, Run, arm_config, main, phase_gates
 from rl_agents.checkpoints import load_checkpoint
 
 
 def test_each_arm_adds_one_piece_to_the_arm_before_it() -> None:
     enabled = []
-    for arm in ARMS:
+    for arm in [a for a in ARMS if a != "her0"]:
         config = arm_config(arm, seed=3, steps=1_000)
         pieces = {
             "icm": config.icm.enabled,
@@ -33,6 +33,39 @@ def test_each_arm_adds_one_piece_to_the_arm_before_it() -> None:
         assert config.seed == 3 and config.total_timesteps == 1_000
     assert enabled == [set(), {"icm"}, {"icm", "rewards"}, {"icm", "rewards", "options"},
                        {"icm", "rewards", "options", "her"}]  # fmt: skip
+
+
+def test_the_her_control_arm_is_her_without_relabelling() -> None:
+    her, control = arm_config("her", seed=3, steps=1_000), arm_config("her0", seed=3, steps=1_000)
+    assert control.her.enabled and control.her.k == 0 and her.her.k == 4
+    assert control.to_dict() | {"her": None} == her.to_dict() | {"her": None}
+
+
+def _her_runs(trained: tuple[float, float], served: tuple[float, float]) -> list[Run]:
+    return [
+        Run(0, arm, seed, 0, 1.0, training={"her/her_success_rate": t},
+            phases={"her_served_success_rate": s})
+        for arm, t, s in (("her", trained[0], served[0]), ("her0", trained[1], served[1]))
+        for seed in (1, 2)
+    ]  # fmt: skip
+
+
+def _her_gates(runs: list[Run]) -> dict[str, tuple[str, str]]:
+    return {g: (m, v) for g, arm, m, v in phase_gates(runs) if g.startswith("B: HER improvement")}
+
+
+def test_the_her_gate_compares_success_with_the_k0_control() -> None:
+    gates = _her_gates(_her_runs(trained=(0.40, 0.20), served=(0.25, 0.20)))
+    assert gates == {
+        "B: HER improvement > 30% success (against k = 0), training episodes": ("+1.000", "pass"),
+        "B: HER improvement > 30% success (against k = 0), served test days": ("+0.250", "fail"),
+    }
+    only_her = _her_gates(_her_runs((0.4, 0.2), (0.3, 0.2))[:2])
+    assert only_her == {
+        "B: HER improvement > 30% success (against k = 0)": ("", "not measured: run the her0 arm")
+    }
+    never = _her_gates(_her_runs(trained=(0.0, 0.0), served=(0.1, 0.0)))
+    assert set(never.values()) == {("+0.000", "fail"), ("+inf", "pass")}
 
 
 @pytest.fixture(scope="module")

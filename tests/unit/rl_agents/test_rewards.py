@@ -201,6 +201,24 @@ def test_weights_move_a_share_of_the_way_and_their_spread_is_measured() -> None:
     np.testing.assert_allclose(tracker.spread(), expected)
 
 
+def test_the_largest_spread_of_a_finished_episode_outlives_the_reset() -> None:
+    base = np.array(STEADY.weights())
+    stormy = regime_weights(base, True, 1.5, 0.8)
+    tracker = WeightTracker(rate=0.1)
+    tracker.reset(base)
+    for _ in range(10):
+        tracker.step(stormy)
+    moved = tracker.spread()
+    assert moved.max() > 0.0
+
+    tracker.reset(base)  # a new episode that does not move
+    tracker.step(base)
+
+    np.testing.assert_array_equal(tracker.spread(), np.zeros_like(moved))
+    np.testing.assert_allclose(tracker.worst_spread(), moved)
+    assert tracker.episodes == 2
+
+
 def test_a_volatile_spell_raises_the_risk_weight_and_fixed_weights_do_not_move() -> None:
     calm, storm = walk(80, 0.0, 0.002, seed=3), walk(40, 0.0, 0.05, seed=4)
     closes = np.concatenate([calm, calm[-1] * storm / storm[0]])
@@ -228,7 +246,12 @@ def test_default_weights_vary_less_than_ten_percent_over_the_bundled_episode() -
     assert isinstance(inner, ContinuousTradingEnv)
     assert infos[-1]["step"] == inner.frame.n_steps - 1  # the whole episode
     assert 0.0 < report(env)["high_volatility_share"] < 1.0  # both regimes occurred
-    assert 0.0 < report(env)["weight_stability"] < 0.10
+    stability = report(env)["weight_stability"]
+    assert 0.0 < stability < 0.10
+    # Training reads the report after the env's next reset: the episode still counts.
+    env.reset(seed=1)
+    assert report(env)["weight_stability"] == stability
+    assert report(env)["risk_weight_spread"] == 0.0
 
 
 # ---------------------------------------------------------------- the wrapper on trajectories
