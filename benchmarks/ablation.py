@@ -292,6 +292,34 @@ def table(runs: Sequence[Run], references: dict[int, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def fold_table(runs: Sequence[Run], references: dict[int, dict[str, float]]) -> str:
+    """Per walk-forward fold: each arm's total return (mean +- sd over its seeds) against
+    buy-and-hold on the same test days, and in how many folds each arm's mean beat it."""
+    arms = [a for a in ARMS if any(r.arm == a for r in runs)]
+    header = ["fold (test days)", *(LABELS[a] for a in arms), "buy-and-hold"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    beat = dict.fromkeys(arms, 0)
+    for index in sorted(references):
+        ref = references[index].get("total_return", math.nan)
+        days = next((r.test_days for r in runs if r.fold == index and r.test_days), "")
+        cells = [f"{index} ({days})" if days else str(index)]
+        for arm in arms:
+            mean, sd, *_ = spread(
+                [r.metrics.get("total_return", math.nan) for r in runs
+                 if r.fold == index and r.arm == arm]
+            )  # fmt: skip
+            beat[arm] += bool(mean > ref)
+            cells.append(f"{_fmt(mean, 'pct')} ± {_fmt(sd, 'pct')}")
+        cells.append(_fmt(ref, "pct"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        "| folds beating buy-and-hold | "
+        + " | ".join(f"{beat[a]} of {len(references)}" for a in arms)
+        + " | |"
+    )
+    return "\n".join(lines)
+
+
 def phase_gates(runs: Sequence[Run]) -> list[tuple[str, str, str, str]]:
     """The plan's phase gates and final targets: (gate, arm, measured, pass/fail/not measured)."""
     rows: list[tuple[str, str, str, str]] = []
@@ -477,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Held-out test days per fold; {len(seeds)} seeds x {len(references)} fold(s), "
             f"{args.steps} training steps, {args.symbols} symbols, data {args.dataset}.",
             table(runs, references),
+            *([fold_table(runs, references)] if len(references) > 1 else []),
             "| gate | arm | measured (mean) | verdict |\n|---|---|---|---|\n"
             + "\n".join(f"| {g} | {a} | {m} | {v} |" for g, a, m, v in phase_gates(runs)),
         ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import ARMS, Run, arm_config, main, phase_gates
+from benchmarks.ablation import ARMS, Run, arm_config, fold_table, main, phase_gates
 from rl_agents.checkpoints import load_checkpoint
 
 
@@ -52,6 +52,24 @@ def _her_runs(trained: tuple[float, float], served: tuple[float, float]) -> list
 
 def _her_gates(runs: list[Run]) -> dict[str, tuple[str, str]]:
     return {g: (m, v) for g, arm, m, v in phase_gates(runs) if g.startswith("B: HER improvement")}
+
+
+def test_the_walk_forward_table_gives_each_fold_against_buy_and_hold() -> None:
+    runs = [
+        Run(fold, arm, seed, 0, 1.0, metrics={"total_return": value}, test_days=f"days of {fold}")
+        for fold, arm, seed, value in (
+            (0, "plain", 1, 0.02), (0, "plain", 2, 0.04), (1, "plain", 1, -0.01),
+            (0, "rewards", 1, -0.05), (1, "rewards", 1, 0.10),
+        )
+    ]  # fmt: skip
+    references = {0: {"total_return": 0.01}, 1: {"total_return": 0.05}}
+
+    lines = fold_table(runs, references).splitlines()
+
+    assert lines[0] == "| fold (test days) | plain SAC | +rewards | buy-and-hold |"
+    assert lines[2] == "| 0 (days of 0) | 3.0% ± 1.4% | -5.0% ± 0.0% | 1.0% |"
+    assert lines[3] == "| 1 (days of 1) | -1.0% ± 0.0% | 10.0% ± 0.0% | 5.0% |"
+    assert lines[4] == "| folds beating buy-and-hold | 1 of 2 | 1 of 2 | |"
 
 
 def test_the_her_gate_compares_success_with_the_k0_control() -> None:
