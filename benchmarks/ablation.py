@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -441,6 +442,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_runs(
+    path: Path,
+    stamp: str,
+    args: argparse.Namespace,
+    references: dict[int, dict[str, float]],
+    runs: Sequence[Run],
+) -> None:
+    """The runs so far as JSON (rewritten after every run, so a cut-short ablation keeps them)."""
+    document = {
+        "benchmark": "ablation",
+        "when": stamp,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "references": references,
+        "runs": [asdict(r) for r in runs],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(document, indent=2))
+    partial.replace(path)
+
+
 @contextlib.contextmanager
 def broker(bootstrap: str | None = None) -> Iterator[str]:
     """``bootstrap``, or a Kafka of this benchmark's own on a free port, stopped at the end."""
@@ -472,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out_dir = args.runs_dir / stamp
+    json_path = args.json or REPO / "benchmarks" / "results" / f"ablation-{stamp}.json"
     runs: list[Run] = []
     references: dict[int, dict[str, float]] = {}
     with broker(args.bootstrap) as bootstrap:
@@ -493,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                             evaluate_one(bootstrap, path, args.dataset, args.symbols, fold.days)
                         )
                     runs.append(run)
+                    write_runs(json_path, stamp, args, references, runs)  # kept if cut short
                     print(
                         f"fold {fold.index} {LABELS[arm]:<10} seed {seed}: exit {code}, "
                         f"{seconds:.0f}s, return {run.metrics.get('total_return', math.nan):+.2%}"
@@ -511,17 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print(text)
-    document = {
-        "benchmark": "ablation",
-        "when": stamp,
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "references": references,
-        "runs": [asdict(r) for r in runs],
-    }
-    json_path = args.json or REPO / "benchmarks" / "results" / f"ablation-{stamp}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2))
+    write_runs(json_path, stamp, args, references, runs)
     if args.markdown is not None:
         args.markdown.write_text(text + "\n")
     print(f"runs: {json_path}", file=sys.stderr)
@@ -529,4 +544,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # A SIGTERM unwinds like Ctrl-C, so the broker started here is stopped and the runs kept.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())
