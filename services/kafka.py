@@ -342,27 +342,14 @@ class DeadLetters:
 
 
 async def poll(
-    client: AIOKafkaConsumer,
-    dead_letters: DeadLetters,
-    timeout_ms: int = 100,
-    *,
-    pass_over: frozenset[str] = frozenset(),
+    client: AIOKafkaConsumer, dead_letters: DeadLetters, timeout_ms: int = 100
 ) -> list[Decoded]:
-    """Fetch what is there; records that cannot be decoded go to the dead-letter topic.
-
-    Undecodable records of the topics in ``pass_over`` (read only for the
-    service's own history; their consumer of record dead-letters them) are
-    passed over.
-    """
-    return await _decoded(await client.getmany(timeout_ms=timeout_ms), dead_letters, pass_over)
+    """Fetch what is there; records that cannot be decoded go to the dead-letter topic."""
+    return await _decoded(await client.getmany(timeout_ms=timeout_ms), dead_letters)
 
 
 async def poll_many(
-    clients: Sequence[AIOKafkaConsumer],
-    dead_letters: DeadLetters,
-    timeout_ms: int = 100,
-    *,
-    pass_over: frozenset[str] = frozenset(),
+    clients: Sequence[AIOKafkaConsumer], dead_letters: DeadLetters, timeout_ms: int = 100
 ) -> list[Decoded]:
     """``poll`` over several consumers: wait for the first with records, take what all have."""
     waits = [asyncio.ensure_future(c.getmany(timeout_ms=timeout_ms)) for c in clients]
@@ -379,13 +366,11 @@ async def poll_many(
             batches.update(await client.getmany(timeout_ms=0))
         else:
             batches.update(wait.result())
-    return await _decoded(batches, dead_letters, pass_over)
+    return await _decoded(batches, dead_letters)
 
 
 async def _decoded(
-    batches: dict[TopicPartition, list[ConsumerRecord]],
-    dead_letters: DeadLetters,
-    pass_over: frozenset[str],
+    batches: dict[TopicPartition, list[ConsumerRecord]], dead_letters: DeadLetters
 ) -> list[Decoded]:
     out: list[Decoded] = []
     for records in batches.values():
@@ -393,13 +378,11 @@ async def _decoded(
             try:
                 event = CODEC.decode(record.value)
             except CodecError as e:
-                if record.topic not in pass_over:
-                    await dead_letters.send(record, str(e))
+                await dead_letters.send(record, str(e))
                 continue
             problem = misplaced(event, record.topic)
             if problem is not None:
-                if record.topic not in pass_over:
-                    await dead_letters.send(record, problem)
+                await dead_letters.send(record, problem)
                 continue
             out.append(Decoded(record, event))
     await dead_letters.flush()

@@ -27,6 +27,8 @@ from core.events import (
     AccountMarked,
     ActionDecided,
     BarClosed,
+    DecisionMissed,
+    DecisionRecorded,
     Event,
     ModelPublished,
     PortfolioClosed,
@@ -37,7 +39,7 @@ from core.events import (
 )
 from core.features import HISTORY, observe_window
 from core.rules import TradingRules
-from core.step import PACED, action_problem, bar_problem, bars_complete
+from core.step import PACED, bar_problem, bars_complete
 from rl_agents.policies import Policy, make_policy
 from services import kafka
 from services.config import KafkaConfig, RulesConfig
@@ -49,8 +51,6 @@ from services.symbol_agent.metrics import AgentMetrics
 from streams.topics import AGENT_ACTIONS, AGENT_MODELS, MARKET_BARS, PORTFOLIO_EVENTS, SIM_CLOCK
 
 SERVICE = "symbol-agent"
-OWN = frozenset({AGENT_ACTIONS.name})
-"""Topics read only for the agent's own history (the portfolio manager dead-letters them)."""
 log = logging.getLogger(SERVICE)
 FloatArray = npt.NDArray[np.float64]
 
@@ -155,7 +155,10 @@ class SymbolAgent:
         self.snapshots = {}
         self.next_step = 0
         self.closed = False
-        self.published: dict[int, dict[str, ActionDecided]] = defaultdict(dict)
+        self.recorded: dict[int, dict[str, float]] = defaultdict(dict)
+        """Per step not yet decided here: the raw actions the ledger recorded for it."""
+        self.decided_steps: set[int] = set()
+        """Steps not yet decided here that the ledger has decided (a rebuild's history)."""
         self.bars_end: dict[int, dict[TopicPartition, int]] = {}
         self.marks_read = -1
         """The last step marked in the history the last rebuild read."""
@@ -205,7 +208,6 @@ class SymbolAgent:
                 SIM_CLOCK.name,
                 MARKET_BARS.name,
                 PORTFOLIO_EVENTS.name,
-                AGENT_ACTIONS.name,
                 AGENT_MODELS.name,
             ],
         )
@@ -240,7 +242,7 @@ class SymbolAgent:
                         await self._announce(producer)
                         ready = True
                     continue
-                for item in await kafka.poll_many([consumer, bars], dead, pass_over=OWN):
+                for item in await kafka.poll_many([consumer, bars], dead):
                     await self._take_record(item, dead, live=True)
                 if ready and not self.reassigned:
                     await self._decide_ready_steps(producer, bars)
@@ -298,11 +300,11 @@ class SymbolAgent:
         await self._catch_up(consumer, bars, dead, end)
         self.marks_read = -1 if self.reassigned else max(self.snapshots, default=-1)
         log.info(
-            "serving %d of %d bar partitions of run %s (%d steps published)",
+            "serving %d of %d bar partitions of run %s (%d steps decided on the ledger)",
             len(owned),
             MARKET_BARS.partitions,
             self.config.run_id,
-            len(self.published),
+            len(self.decided_steps),
         )
 
     async def _catch_up(
@@ -312,7 +314,7 @@ class SymbolAgent:
         dead: kafka.DeadLetters,
         end: dict[TopicPartition, int],
     ) -> None:
-        """Fold the run's history up to ``end``: own actions first, then bars and snapshots."""
+        """Fold the run's history up to ``end``: bars, snapshots and the ledger's decisions."""
         items: list[kafka.Decoded] = []
 
         async def behind() -> bool:
@@ -326,20 +328,9 @@ class SymbolAgent:
             return False
 
         while not self.reassigned and await behind():
-            items.extend(await kafka.poll_many([consumer, bars], dead, pass_over=OWN))
+            items.extend(await kafka.poll_many([consumer, bars], dead))
         for item in items:
-            if not isinstance(item.event, ActionDecided):
-                await self._take_record(item, dead, live=False)
-        spec = self.spec
-        for item in items:
-            event = item.event
-            if (
-                isinstance(event, ActionDecided)
-                and event.run_id == self.config.run_id
-                and spec is not None
-                and action_problem(event, spec) is None
-            ):
-                self.published[event.step].setdefault(event.symbol, event)
+            await self._take_record(item, dead, live=False)
         await dead.flush()
 
     async def _take_record(
@@ -373,6 +364,11 @@ class SymbolAgent:
                 self.sent_ms[event.step] = max(self.sent_ms.get(event.step, 0), sent)
         elif isinstance(event, AccountMarked):
             self.snapshots[event.step] = event
+        elif isinstance(event, DecisionRecorded | DecisionMissed):
+            if event.step >= self.next_step:
+                self.decided_steps.add(event.step)
+                if isinstance(event, DecisionRecorded):
+                    self.recorded[event.step][event.symbol] = event.raw
         elif isinstance(event, PortfolioClosed):
             self.closed = True
 
@@ -452,14 +448,19 @@ class SymbolAgent:
             if not bars_complete(bars) and not await self._bars_in(step, consumer):
                 return
             self.bars_end.pop(step, None)
-            published = self.published.pop(step, {})
+            recorded = self.recorded.pop(step, {})
+            decided = step in self.decided_steps
+            self.decided_steps.discard(step)
             if not bars:  # none of this member's symbols had a bar at this step
                 self.window.push(self.index, {})
                 self.snapshots.pop(step)
                 self.next_step += 1
                 continue
-            actions = self.decide(step, bars, snapshot, published)
-            missing = [a for a in actions if published.get(a.symbol) != a]
+            actions = self.decide(step, bars, snapshot, recorded)
+            # A step the ledger has decided is history: folded, never answered again. Every
+            # other step is answered in full; a copy of an action already sent is a no-op
+            # for the portfolio manager.
+            missing = [] if decided else actions
             sent = self.sent_ms.pop(step, 0)
             if missing:
                 await kafka.publish_keyed(
@@ -502,13 +503,15 @@ class SymbolAgent:
         step: int,
         bars: dict[str, BarClosed],
         snapshot: AccountMarked,
-        published: dict[str, ActionDecided] | None = None,
+        recorded: dict[str, float] | None = None,
     ) -> list[ActionDecided]:
         """One batched policy call for every symbol with a bar at ``step``.
 
-        ``published`` holds the actions of this step already on the log (after
-        a restart): their raw actions are the ones smoothed, so the agent goes
-        on exactly as before the crash.
+        ``recorded`` holds the raw actions the ledger recorded for this step (a
+        step decided before a restart or a rebalance): they are the ones
+        smoothed, so the agent goes on exactly as the portfolio manager saw it,
+        whatever model it serves now. Only the ledger says what this agent
+        sent: a record on ``agent.actions`` may be anyone's.
         """
         self.window.push(self.index, bars)
         n = len(self.symbols)
@@ -539,9 +542,9 @@ class SymbolAgent:
             raw[rows] = policy.act(obs[rows])
         self.metrics.latency.observe(time.perf_counter() - began)
         self.metrics.batch_size.observe(len(obs))
-        for symbol, action in (published or {}).items():
+        for symbol, value in (recorded or {}).items():
             if symbol in self.index:
-                raw[self.index[symbol]] = action.raw
+                raw[self.index[symbol]] = value
         active = self.window.present[-1]
         self.smoothing, smoothed = smooth(self.smoothing, raw, active)
         for kind, count in zip(
@@ -551,10 +554,8 @@ class SymbolAgent:
         ):
             self.metrics.actions.labels(kind).inc(int(count))
         event_time = next(iter(bars.values())).event_time
-        done = published or {}
         return [
-            done.get(symbol)
-            or ActionDecided(
+            ActionDecided(
                 event_id=event_id(self.config.run_id, step, "action", symbol),
                 cause_id=bars[symbol].event_id,
                 run_id=self.config.run_id,

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -575,6 +575,33 @@ class RunProcesses:
             )
         service.exits.append(service.process.returncode)
         return self.clock.completed
+
+    async def freeze(
+        self,
+        name: str,
+        seconds: float,
+        meanwhile: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """Stop the service (SIGSTOP) for ``seconds``, as a long GC pause or a starved VM
+        would, then let it go on (SIGCONT); return the last step completed when it froze.
+
+        ``meanwhile`` is awaited over and over while it is frozen (a sender that goes on)."""
+        service = self.services[name]
+        frozen_at = self.clock.completed
+        os.kill(service.process.pid, signal.SIGSTOP)
+        try:
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                await self.poll(timeout_ms=10 if meanwhile else 100)
+                if meanwhile is not None:
+                    await meanwhile()
+        finally:
+            os.kill(service.process.pid, signal.SIGCONT)
+        self.notes.append(
+            f"froze {name} (pid {service.process.pid}) for {seconds:.0f} s from when step "
+            f"{frozen_at} was the last completed, to step {self.clock.completed}"
+        )
+        return frozen_at
 
     def remove(self, name: str) -> int:
         """``kill -9`` a service for good (a scaled-out member); return the last completed step."""

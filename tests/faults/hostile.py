@@ -1017,16 +1017,26 @@ def describe_undelivered(missing: list[Sent], total: int, sample: int = 12) -> s
     return "\n".join(lines)
 
 
-async def attack(run: RunProcesses, sender: HostileSender) -> None:
-    """Start the run's services and send the hostile records while it runs."""
+async def attack(
+    run: RunProcesses, sender: HostileSender, *, freeze: str | None = None, freeze_s: float = 0.0
+) -> None:
+    """Start the run's services and send the hostile records while it runs.
+
+    With ``freeze``, that service is frozen (SIGSTOP) for ``freeze_s`` once a third of the
+    records are sent, while the sending goes on.
+    """
     run.reporters.append(sender.summary)
     run.start()
+    frozen = freeze is None
     while not sender.done:
         run.check()
         if run.clock.finished or run.closed:
             break  # too late to send: the test says so
         await run.poll(timeout_ms=10)
         await sender.pump()
+        if not frozen and freeze is not None and 3 * len(sender.sent) >= sender.total:
+            frozen = True
+            await run.freeze(freeze, freeze_s, meanwhile=sender.pump)
         if time.monotonic() > run.deadline:
             run.fail(
                 f"timed out sending hostile records ({len(sender.sent)} of {sender.total} sent)"

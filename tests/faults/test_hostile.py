@@ -253,20 +253,26 @@ def clean(fault_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Led
     return asyncio.run(run())
 
 
+FREEZE_S = 10.0
+"""How long the frozen variant stops the agent: longer than its group session (6 s)."""
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(int(RUN_TIMEOUT_S * 2))
+@pytest.mark.parametrize("frozen", (None, SYMBOL_AGENT), ids=("running", "agent-frozen"))
 def test_hostile_records_on_every_input_topic_are_dead_lettered_and_the_ledger_is_unchanged(
-    broker: Broker, clean: Ledger, tmp_path: Path
+    broker: Broker, clean: Ledger, frozen: str | None, tmp_path: Path
 ) -> None:
     async def scenario() -> None:
         label = (
             f"{PER_TOPIC} hostile records into each of {', '.join(t.name for t in HOSTILE_TOPICS)}"
             f" after steps {FIRST_STEP}-{SPAN.steps - MARGIN_STEPS}"
+            + (f", {frozen} frozen (SIGSTOP) {FREEZE_S:.0f} s in the middle" if frozen else "")
         )
         async with (
             RunProcesses(
                 broker.bootstrap,
-                run_id("hostile"),
+                run_id("hostile-frozen" if frozen else "hostile"),
                 SPAN,
                 tmp_path / "logs",
                 label=f"seed {SEED}: {label}",
@@ -282,7 +288,7 @@ def test_hostile_records_on_every_input_topic_are_dead_lettered_and_the_ledger_i
                 last=SPAN.steps - MARGIN_STEPS,
             ) as sender,
         ):
-            await attack(run, sender)
+            await attack(run, sender, freeze=frozen, freeze_s=FREEZE_S)
             run.notes.append(
                 f"sent {len(sender.sent)} hostile records; the last was acknowledged when step "
                 f"{sender.finished_at_step} was the last completed"
@@ -301,10 +307,11 @@ def test_hostile_records_on_every_input_topic_are_dead_lettered_and_the_ledger_i
             missing = undelivered(sender.sent, await dead_letters(broker.bootstrap))
             if missing:
                 problems.append(describe_undelivered(missing, len(sender.sent)))
-            # Hostile models are refused without stalling the agent: it keeps its group session.
+            # Hostile models are refused without stalling the agent: it keeps its group session
+            # (unless the test froze it).
             agent_log = run.services[SYMBOL_AGENT].log.read_text(errors="replace")
             expired = [line for line in agent_log.splitlines() if "session expired" in line.lower()]
-            if expired:
+            if expired and frozen is None:
                 problems.append(
                     f"the symbol agent lost its group session {len(expired)} time(s) under hostile "
                     f"input (its event loop stalled): {expired[0]}"

@@ -114,6 +114,28 @@ def test_service_killed_at_a_random_step_resumes_and_the_ledger_equals_the_refer
     asyncio.run(scenario())
 
 
+FREEZE_S = 10.0
+"""Longer than a group session (6 s) and the replay's wait for a step: the group evicts a
+frozen agent, the others wait for the frozen service's records."""
+
+
+@pytest.mark.parametrize("service", (SYMBOL_AGENT, PORTFOLIO_MANAGER))
+def test_service_frozen_longer_than_its_session_goes_on_and_the_ledger_equals_the_reference(
+    broker: Broker, reference: Ledger, service: str, tmp_path: Path
+) -> None:
+    step = random.Random(f"{SEED}/freeze/{service}").randrange(2, SPAN.steps // 2)
+
+    async def scenario() -> None:
+        label = f"SIGSTOP {service} for {FREEZE_S:.0f} s after step {step}, then SIGCONT"
+        async with _run(broker, f"freeze-{service[:9]}", tmp_path, label) as run:
+            run.start()
+            await run.wait_step(step)
+            await run.freeze(service, FREEZE_S)
+            run.expect_same_ledger(reference, await run.finish())
+
+    asyncio.run(scenario())
+
+
 def test_market_replay_killed_before_the_run_starts_resumes_and_the_ledger_equals_the_reference(
     broker: Broker, reference: Ledger, tmp_path: Path
 ) -> None:
