@@ -365,7 +365,7 @@ class SymbolAgent:
         elif isinstance(event, AccountMarked):
             self.snapshots[event.step] = event
         elif isinstance(event, DecisionRecorded | DecisionMissed):
-            if event.step >= self.next_step:
+            if event.step >= self.next_step and self.owned:  # a step still to fold here
                 self.decided_steps.add(event.step)
                 if isinstance(event, DecisionRecorded):
                     self.recorded[event.step][event.symbol] = event.raw
