@@ -97,7 +97,7 @@ TARGETS: tuple[tuple[str, str, str, float], ...] = (
     ("Sharpe >= 0.8", "sharpe", ">=", 0.8),
     ("max drawdown < 15%", "max_drawdown", "<", 0.15),
     ("win rate > 45%", "win_rate", ">", 0.45),
-    ("profitable agents > 50 of 143 (35%)", "profitable_share", ">", 50 / 143),
+    ("profitable agents > 35% (the plan: 50 of 143)", "profitable_share", ">", 50 / 143),
 )
 """The plan's final validation targets, judged on an arm's mean."""
 
