@@ -397,12 +397,20 @@ def phase_gates(runs: Sequence[Run]) -> list[tuple[str, str, str, str]]:
                          "not measured: run the her0 arm"))  # fmt: skip
         else:
             for where, index in (("training episodes", 0), ("served test days", 1)):
-                gain = improvement(success["her"][index], success["her0"][index])
+                her, control = success["her"][index], success["her0"][index]
+                gain = improvement(her, control)
+                verdict = _verdict(gain, ">", 0.30)
+                if max(her, control) < MIN_SUCCESS:
+                    verdict = f"not measured: success below {MIN_SUCCESS:.0%} in both arms"
                 rows.append(
                     (f"B: HER improvement > 30% success (against k = 0), {where}",
-                     LABELS["her"], f"{gain:+.3f}", _verdict(gain, ">", 0.30))
+                     LABELS["her"], f"{gain:+.3f}", verdict)
                 )  # fmt: skip
     return rows
+
+
+MIN_SUCCESS = 0.01
+"""Below this success rate in both arms a ratio of them is noise: the HER gate is not judged."""
 
 
 def improvement(value: float, control: float) -> float:
@@ -439,6 +447,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="where the runs go (JSON)")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     p.add_argument("--bootstrap", default=None, help="use this running broker (default: start one)")
+    p.add_argument(
+        "--tables-of", type=Path, default=None, metavar="JSON",
+        help="only print the tables of a past ablation's --json (nothing is trained)",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -484,9 +496,43 @@ def broker(bootstrap: str | None = None) -> Iterator[str]:
             kafka_script("stop", port)
 
 
+def tables(
+    runs: Sequence[Run],
+    references: dict[int, dict[str, float]],
+    seeds: int,
+    steps: int | str,
+    symbols: int | str,
+    dataset: str,
+) -> str:
+    """Everything the benchmark prints: the arms' table, the folds' table, the gates."""
+    return "\n\n".join(
+        [
+            f"Held-out test days per fold; {seeds} seeds x {len(references)} fold(s), "
+            f"{steps} training steps, {symbols} symbols, data {dataset}.",
+            table(runs, references),
+            *([fold_table(runs, references)] if len(references) > 1 else []),
+            "| gate | arm | measured (mean) | verdict |\n|---|---|---|---|\n"
+            + "\n".join(f"| {g} | {a} | {m} | {v} |" for g, a, m, v in phase_gates(runs)),
+        ]
+    )
+
+
+def tables_of(path: Path) -> str:
+    """The tables of the runs a past ablation wrote (its ``--json``), judged by this code."""
+    document = json.loads(path.read_text())
+    runs = [Run(**r) for r in document["runs"]]
+    references = {int(k): v for k, v in document["references"].items()}
+    args = document["args"]
+    seeds = len({r.seed for r in runs})
+    return tables(runs, references, seeds, args["steps"], args["symbols"], args["dataset"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train and evaluate every (fold, arm, seed); print and write the tables."""
     args = _parse(argv)
+    if args.tables_of is not None:
+        print(tables_of(args.tables_of))
+        return 0
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -525,16 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-    text = "\n\n".join(
-        [
-            f"Held-out test days per fold; {len(seeds)} seeds x {len(references)} fold(s), "
-            f"{args.steps} training steps, {args.symbols} symbols, data {args.dataset}.",
-            table(runs, references),
-            *([fold_table(runs, references)] if len(references) > 1 else []),
-            "| gate | arm | measured (mean) | verdict |\n|---|---|---|---|\n"
-            + "\n".join(f"| {g} | {a} | {m} | {v} |" for g, a, m, v in phase_gates(runs)),
-        ]
-    )
+    text = tables(runs, references, len(seeds), args.steps, args.symbols, args.dataset)
     print(text)
     write_runs(json_path, stamp, args, references, runs)
     if args.markdown is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import ARMS, Run, arm_config, fold_table, main, phase_gates
+from benchmarks.ablation import ARMS, Run, arm_config, fold_table, main, phase_gates, tables_of
 from rl_agents.checkpoints import load_checkpoint
 
 
@@ -83,7 +83,15 @@ def test_the_her_gate_compares_success_with_the_k0_control() -> None:
         "B: HER improvement > 30% success (against k = 0)": ("", "not measured: run the her0 arm")
     }
     never = _her_gates(_her_runs(trained=(0.0, 0.0), served=(0.1, 0.0)))
-    assert set(never.values()) == {("+0.000", "fail"), ("+inf", "pass")}
+    assert set(never.values()) == {
+        ("+0.000", "not measured: success below 1% in both arms"),
+        ("+inf", "pass"),
+    }
+    rare = _her_gates(_her_runs(trained=(0.006, 0.001), served=(0.02, 0.01)))
+    assert set(rare.values()) == {
+        ("+5.000", "not measured: success below 1% in both arms"),
+        ("+1.000", "pass"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +145,12 @@ def test_the_served_phases_report_their_option_usage_and_goal_success(ablation: 
         assert "her_served_success_rate" in keys, keys
     plain = [r for r in ablation["runs"] if r["arm"] == "plain"]
     assert all(not r["phases"] for r in plain)
+
+
+def test_the_tables_are_printed_again_from_the_runs_json(ablation: dict, tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps({k: v for k, v in ablation.items() if k not in ("table", "dir")}))
+    assert tables_of(path) == ablation["table"].rstrip("\n")
 
 
 def test_what_the_phases_measured_in_training_is_read_back_from_mlflow(ablation: dict) -> None:
