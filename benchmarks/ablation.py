@@ -448,8 +448,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     p.add_argument("--bootstrap", default=None, help="use this running broker (default: start one)")
     p.add_argument(
-        "--tables-of", type=Path, default=None, metavar="JSON",
-        help="only print the tables of a past ablation's --json (nothing is trained)",
+        "--tables-of", type=Path, nargs="+", default=None, metavar="JSON",
+        help="only print the tables of past ablations' --json, one table (nothing is trained)",
     )  # fmt: skip
     return p.parse_args(argv)
 
@@ -517,12 +517,29 @@ def tables(
     )
 
 
-def tables_of(path: Path) -> str:
-    """The tables of the runs a past ablation wrote (its ``--json``), judged by this code."""
-    document = json.loads(path.read_text())
-    runs = [Run(**r) for r in document["runs"]]
-    references = {int(k): v for k, v in document["references"].items()}
-    args = document["args"]
+def tables_of(*paths: Path) -> str:
+    """The tables of the runs past ablations wrote (their ``--json``), judged by this code.
+
+    Several files are one table (more seeds of the same folds, or more arms): they must
+    agree on the data, the fleet, the training steps and the folds' buy-and-hold.
+    """
+    documents = [json.loads(path.read_text()) for path in paths]
+    first = documents[0]
+    same = ("dataset", "symbols", "steps", "folds", "fold_days")
+    references = {int(k): v for k, v in first["references"].items()}
+    for path, document in zip(paths[1:], documents[1:], strict=True):
+        theirs = {int(k): v for k, v in document["references"].items()}
+        differ = [k for k in same if document["args"].get(k) != first["args"].get(k)]
+        if differ or theirs != references:
+            raise ValueError(
+                f"{path} is not a run of the same ablation as {paths[0]} "
+                f"({', '.join(differ) if differ else 'buy-and-hold of the folds'} differ)"
+            )
+    runs = [Run(**r) for document in documents for r in document["runs"]]
+    keys = [(r.fold, r.arm, r.seed) for r in runs]
+    if len(set(keys)) < len(keys):
+        raise ValueError("the files hold the same (fold, arm, seed) twice")
+    args = first["args"]
     seeds = len({r.seed for r in runs})
     return tables(runs, references, seeds, args["steps"], args["symbols"], args["dataset"])
 
@@ -530,8 +547,12 @@ def tables_of(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Train and evaluate every (fold, arm, seed); print and write the tables."""
     args = _parse(argv)
-    if args.tables_of is not None:
-        print(tables_of(args.tables_of))
+    if args.tables_of:
+        try:
+            print(tables_of(*args.tables_of))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]

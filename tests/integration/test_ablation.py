@@ -152,6 +152,20 @@ def test_the_tables_are_printed_again_from_the_runs_json(ablation: dict, tmp_pat
     path.write_text(json.dumps({k: v for k, v in ablation.items() if k not in ("table", "dir")}))
     assert tables_of(path) == ablation["table"].rstrip("\n")
 
+    # Seeds run apart are one table again; a run of another ablation is refused.
+    document = {k: v for k, v in ablation.items() if k not in ("table", "dir")}
+    parts = []
+    for seed in (1, 2):
+        part = tmp_path / f"seed{seed}.json"
+        runs = [r for r in document["runs"] if r["seed"] == seed]
+        part.write_text(json.dumps({**document, "runs": runs}))
+        parts.append(part)
+    assert tables_of(*parts) == ablation["table"].rstrip("\n")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**document, "args": {**document["args"], "steps": "999"}}))
+    with pytest.raises(ValueError, match="steps differ"):
+        tables_of(parts[0], other)
+
 
 def test_what_the_phases_measured_in_training_is_read_back_from_mlflow(ablation: dict) -> None:
     for run in ablation["runs"]:
