@@ -186,14 +186,21 @@ def test_high_volatility_boosts_risk_and_damps_profit_renormalised() -> None:
     np.testing.assert_allclose(stormy[2:] / calm[2:], stormy[2] / calm[2])  # the rest in step
 
 
-def test_weights_move_a_share_of_the_way_and_their_spread_is_measured() -> None:
+def stormy_episode(steps: int = 10) -> tuple[WeightTracker, FloatArray, FloatArray, FloatArray]:
+    """A tracker (rate 0.1) started at the base weights and moved ``steps`` times towards the
+    high-volatility ones: (tracker, base, stormy, last weights)."""
     base = np.array(STEADY.weights())
     stormy = regime_weights(base, True, 1.5, 0.8)
     tracker = WeightTracker(rate=0.1)
     tracker.reset(base)
-
-    for _ in range(10):
+    weights = base
+    for _ in range(steps):
         weights = tracker.step(stormy)
+    return tracker, base, stormy, weights
+
+
+def test_weights_move_a_share_of_the_way_and_their_spread_is_measured() -> None:
+    tracker, base, stormy, weights = stormy_episode()
 
     np.testing.assert_allclose(weights - stormy, 0.9**10 * (base - stormy))
     history = [base + (1 - 0.9**k) * (stormy - base) for k in range(11)]
@@ -202,12 +209,7 @@ def test_weights_move_a_share_of_the_way_and_their_spread_is_measured() -> None:
 
 
 def test_the_largest_spread_of_a_finished_episode_outlives_the_reset() -> None:
-    base = np.array(STEADY.weights())
-    stormy = regime_weights(base, True, 1.5, 0.8)
-    tracker = WeightTracker(rate=0.1)
-    tracker.reset(base)
-    for _ in range(10):
-        tracker.step(stormy)
+    tracker, base, _, _ = stormy_episode()
     moved = tracker.spread()
     assert moved.max() > 0.0
 
