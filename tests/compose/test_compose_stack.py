@@ -39,15 +39,18 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 ENGINE = DEPLOY / "local" / "docker" / "docker.sh"
 SYMBOLS = 30
-STEPS = 60
-"""60 trading days: the collapse detector judges an agent from its 50th action on."""
-KILL_AT_STEP = 25
+STEPS = 90
+"""90 trading days: the collapse detector judges an agent from its 50th action on; a fast box
+still runs for a while after the kill."""
+KILL_AT_STEP = 10
 SINK_GROUP = "tradingbot-timescale-sink"
 pytestmark = pytest.mark.timeout(3600)  # the first test builds every image from scratch
 LONG_RUNNING = ("kafka", "timescaledb", "prometheus", "alertmanager", "collapse-detector")
 PIPELINE = ("market-replay", "symbol-agent", "portfolio-manager")
 SCRAPED = {"market-replay", "symbol-agent", "portfolio-manager", "collapse-detector"}
 SCRAPED |= {"timescale-sink", "prometheus"}
+MONITORING = ("prometheus", "alertmanager", "collapse-detector", "timescale-sink")
+"""Started (and healthy) before the pipeline, so that Prometheus scrapes the whole run."""
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
@@ -113,6 +116,11 @@ class Compose:
         """``docker inspect``'s State of the service's one container."""
         (cid,) = self("ps", "-a", "-q", service).split()
         return dict(json.loads(run("docker", "inspect", cid, env=self.env))[0]["State"])
+
+    def restarts(self, service: str) -> int:
+        """How many times docker restarted the service's container (its restart policy)."""
+        (cid,) = self("ps", "-a", "-q", service).split()
+        return int(run("docker", "inspect", "-f", "{{.RestartCount}}", cid, env=self.env))
 
     def ensure_alive(self, services: tuple[str, ...]) -> Callable[[], None]:
         def check() -> None:
@@ -274,19 +282,43 @@ def observed(
         seen.reference = asyncio.run(raw_ledger(bootstrap, reference_id))
 
         t0 = time.monotonic()
+        # The monitoring first: a run on a fast box can end before a Prometheus that is still
+        # starting has scraped every service once.
+        compose("up", "-d", "--wait", *MONITORING)
         compose("up", "-d")
         alive = compose.ensure_alive(PIPELINE)
 
         # Every target up while the run is in progress, then the kill.
+        last_targets: list[dict[str, Any]] = []
+
         def all_up() -> list[dict[str, Any]] | None:
             url = f"http://127.0.0.1:{ports['prometheus']}/api/v1/targets?state=active"
             targets = get_json(url)["data"]["activeTargets"]
+            last_targets[:] = targets
             services = {t["labels"].get("service", t["labels"]["job"]) for t in targets}
             if services >= SCRAPED and all(t["health"] == "up" for t in targets):
                 return list(targets)
             return None
 
-        seen.targets_during_run = eventually("every Prometheus target up", all_up, 180, alive)
+        def targets_alive() -> None:
+            alive()
+            if time.monotonic() - t0 > 170:  # say which target is down, and why, before failing
+                down = [t for t in last_targets if t["health"] != "up"]
+                seen_ = {t["labels"].get("service", t["labels"]["job"]) for t in last_targets}
+                pytest.fail(
+                    f"Prometheus targets not all up: missing {sorted(SCRAPED - seen_)}, down "
+                    + "; ".join(
+                        f"{t['labels'].get('service', t['labels']['job'])} {t['scrapeUrl']}: "
+                        f"{t['health']} ({t.get('lastError', '')})"
+                        for t in down
+                    )
+                    + "\n"
+                    + compose("ps", "-a")
+                )
+
+        seen.targets_during_run = eventually(
+            "every Prometheus target up", all_up, 180, targets_alive
+        )
         eventually(
             f"step {KILL_AT_STEP} of the compose run",
             lambda: asyncio.run(steps_completed(bootstrap, run_id)) >= KILL_AT_STEP,
@@ -305,12 +337,20 @@ def observed(
             alive,
         )  # fmt: skip
         for service in PIPELINE:
-            eventually(
-                f"{service} exits 0 at the end of the run",
-                lambda s=service: compose.state(s)["Status"] == "exited",  # type: ignore[misc]
-                120,
-                alive,
-            )
+            try:
+                eventually(
+                    f"{service} exits 0 at the end of the run",
+                    lambda s=service: compose.state(s)["Status"] == "exited",  # type: ignore[misc]
+                    120,
+                    alive,
+                )
+            except pytest.fail.Exception as e:
+                state = compose.state(service)
+                pytest.fail(
+                    f"{e}\n{service}: {state['Status']}, exit code {state['ExitCode']}, "
+                    f"restarted {compose.restarts(service)} times; its last lines:\n"
+                    + compose("logs", "--no-log-prefix", "--tail", "40", service)
+                )
         print(f"compose run (with the kill): {time.monotonic() - t0:.0f}s", file=sys.stderr)
         seen.ledger = asyncio.run(raw_ledger(bootstrap, run_id))
 
