@@ -39,9 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 ENGINE = DEPLOY / "local" / "docker" / "docker.sh"
 SYMBOLS = 30
-STEPS = 90
-"""90 trading days: the collapse detector judges an agent from its 50th action on; a fast box
-still runs for a while after the kill."""
+STEPS = 245
+"""The whole bundled year: the collapse detector judges an agent from its 50th action on, and
+on a fast box the run still lasts long enough for Prometheus to discover and scrape every
+service (with 60 or 90 steps it could end first) and for the kill to come mid-run."""
 KILL_AT_STEP = 10
 SINK_GROUP = "tradingbot-timescale-sink"
 pytestmark = pytest.mark.timeout(3600)  # the first test builds every image from scratch
