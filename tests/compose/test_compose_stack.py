@@ -113,15 +113,14 @@ class Compose:
     def __call__(self, *args: str, timeout: float = 900) -> str:
         return run(*self.command(), *args, env=self.env, timeout=timeout)
 
+    def inspect(self, service: str) -> dict[str, Any]:
+        """``docker inspect`` of the service's one container."""
+        (cid,) = self("ps", "-a", "-q", service).split()
+        return dict(json.loads(run("docker", "inspect", cid, env=self.env))[0])
+
     def state(self, service: str) -> dict[str, Any]:
         """``docker inspect``'s State of the service's one container."""
-        (cid,) = self("ps", "-a", "-q", service).split()
-        return dict(json.loads(run("docker", "inspect", cid, env=self.env))[0]["State"])
-
-    def restarts(self, service: str) -> int:
-        """How many times docker restarted the service's container (its restart policy)."""
-        (cid,) = self("ps", "-a", "-q", service).split()
-        return int(run("docker", "inspect", "-f", "{{.RestartCount}}", cid, env=self.env))
+        return dict(self.inspect(service)["State"])
 
     def ensure_alive(self, services: tuple[str, ...]) -> Callable[[], None]:
         def check() -> None:
@@ -301,9 +300,11 @@ def observed(
                 return list(targets)
             return None
 
+        report_at = time.monotonic() + 170  # before eventually's 180 s: say what is down
+
         def targets_alive() -> None:
             alive()
-            if time.monotonic() - t0 > 170:  # say which target is down, and why, before failing
+            if time.monotonic() > report_at:
                 down = [t for t in last_targets if t["health"] != "up"]
                 seen_ = {t["labels"].get("service", t["labels"]["job"]) for t in last_targets}
                 pytest.fail(
@@ -349,7 +350,7 @@ def observed(
                 state = compose.state(service)
                 pytest.fail(
                     f"{e}\n{service}: {state['Status']}, exit code {state['ExitCode']}, "
-                    f"restarted {compose.restarts(service)} times; its last lines:\n"
+                    f"restarted {compose.inspect(service)['RestartCount']} times; its last lines:\n"
                     + compose("logs", "--no-log-prefix", "--tail", "40", service)
                 )
         print(f"compose run (with the kill): {time.monotonic() - t0:.0f}s", file=sys.stderr)
