@@ -139,6 +139,8 @@ class SymbolAgent:
         """The group gave this member other partitions: rebuild before deciding again."""
         self.run_start: dict[TopicPartition, int] = {}
         self.reading: list[TopicPartition] = []
+        self.launched_ms = time.time_ns() // 1_000_000
+        """When this agent was launched: a run that closes later is one it took part in."""
 
     async def serve(self) -> None:
         """Run until this run's portfolio is closed; resume from the run's start after a crash."""
@@ -155,6 +157,8 @@ class SymbolAgent:
         self.snapshots = {}
         self.next_step = 0
         self.closed = False
+        self.closed_ms = 0
+        """When the run's ``PortfolioClosed`` was written (its record's timestamp)."""
         self.recorded: dict[int, dict[str, float]] = defaultdict(dict)
         """Per step not yet decided here: the raw actions the ledger recorded for it."""
         self.decided_steps: set[int] = set()
@@ -234,6 +238,10 @@ class SymbolAgent:
                         # Decide what the history allows before any live record is judged.
                         await self._decide_ready_steps(producer, bars)
                     if self.closed and not ready:
+                        if self.closed_ms >= self.launched_ms:
+                            # Launched while the run was open; the group gave it bars too late.
+                            log.info("run %s closed while this member joined", cfg.run_id)
+                            return
                         raise RunClosed(
                             f"run {cfg.run_id} is already closed; start a new run id "
                             "(TRADINGBOT_RUN_ID)"
@@ -371,6 +379,7 @@ class SymbolAgent:
                     self.recorded[event.step][event.symbol] = event.raw
         elif isinstance(event, PortfolioClosed):
             self.closed = True
+            self.closed_ms = item.record.timestamp
 
     def _open(self, opened: PortfolioOpened) -> None:
         if self.symbols:

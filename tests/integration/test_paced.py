@@ -30,6 +30,7 @@ from core.ledger import fold
 from core.rules import TradingRules
 from rl_agents.data import load_bars, universe
 from services.config import KafkaConfig
+from services.errors import RunClosed
 from services.kafka import read_run
 from services.latency import run_latency
 from services.market_replay.app import MarketReplay, ReplayConfig, speed_factor
@@ -184,3 +185,27 @@ def test_three_agents_in_a_group_give_the_one_agent_ledger_in_process(
         ]
 
     assert normalised(three) == normalised(one)
+
+
+def test_an_agent_launched_before_the_close_that_joins_after_it_ends_and_a_later_one_is_refused(
+    kafka_bootstrap: str, frame: BarFrame
+) -> None:
+    """A member of the agents' group may get its bars only once the run is over.
+
+    It was launched for the run while it was open (a scale-out member slow to
+    join), so it ends without an error; an agent launched after the close is
+    refused: the run id is spent.
+    """
+    run_id = f"late-member-{time.time_ns()}"
+    config = KafkaConfig(bootstrap=kafka_bootstrap, run_id=run_id)
+    late = SymbolAgent(config, AgentConfig(metrics_port=0), TradingRules())
+    asyncio.run(run_lockstep(bootstrap=kafka_bootstrap, run_id=run_id, frame=frame))
+    ledger = asyncio.run(ledger_of(kafka_bootstrap, run_id))
+
+    asyncio.run(asyncio.wait_for(late.serve(), timeout=60))
+
+    assert late.closed
+    with pytest.raises(RunClosed, match="already closed"):
+        after = SymbolAgent(config, AgentConfig(metrics_port=0), TradingRules())
+        asyncio.run(asyncio.wait_for(after.serve(), timeout=60))
+    assert asyncio.run(ledger_of(kafka_bootstrap, run_id)) == ledger
