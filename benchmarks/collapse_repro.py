@@ -8,12 +8,15 @@ every policy on the held-out days and prints one table::
 
     .venv/bin/python -m benchmarks.collapse_repro                  # 20k steps, seed 0
     .venv/bin/python -m benchmarks.collapse_repro --timesteps 90000 --seed 1
+    .venv/bin/python -m benchmarks.collapse_repro --algorithm dqn --learning-rate 0.001 \
+        --timesteps 100000 --validate-every 25000        # DQN: the collapse, trained
 
-Rows (``--rewards`` picks the PPO ones):
+Rows (``--rewards`` picks the trained ones, ``--algorithm`` trains them with
+SB3's PPO or DQN):
 
-- ``ppo completed-trades``: paid the realised P&L of every sell, 0 otherwise;
-- ``ppo round-trips``: paid only when a position is closed in full;
-- ``ppo log-equity``: the default dense reward (log equity change of every step);
+- ``<algorithm> completed-trades``: paid the realised P&L of every sell, 0 otherwise;
+- ``<algorithm> round-trips``: paid only when a position is closed in full;
+- ``<algorithm> log-equity``: the default dense reward (log equity change of every step);
 - ``sac fleet``: the shipped continuous SAC fleet (``--sac``), trained on the
   same 70% of the days with the dense reward: the cure;
 - ``always BUY_SMALL``: the staged collapse of the demo, for scale.
@@ -22,7 +25,10 @@ Training: ``PPOBaselineConfig`` defaults (143 symbols in 8 envs, SB3's PPO
 hyper-parameters, no entropy bonus unless ``--ent-coef``) with the training
 monitor watching the sampled actions but never pausing, so every row trains
 the full budget; ``paused at`` is where it would have paused (an env's
-diversity below 0.20), ``train div`` its lowest diversity at the end.
+diversity below 0.20), ``train div`` its lowest diversity at the end. With
+``--validate-every N`` the deterministic policy is also judged on the
+validation days every N steps (``ValidationWatch``); ``val paused at`` is the
+first judgement below 0.20.
 
 Held-out days: steps 171-245 of the 143-symbol universe (the validation and
 test spans, never trained on), all symbols in one ``PortfolioTradingEnv``
@@ -67,6 +73,7 @@ from core.collapse import (
     evaluate,
 )
 from rl_agents.baselines.ppo import (
+    ALGORITHMS,
     PPOBaselineConfig,
     PPOPolicy,
     baseline_data,
@@ -115,6 +122,8 @@ class Trained:
     """The lowest diversity over the envs' sampled actions at the end of training."""
     paused_at: int | None
     """The step where an env's diversity first fell below 0.20 (training did not stop)."""
+    validation_paused_at: int | None
+    """The first judgement of the validation watch below 0.20 (None: none, or not watched)."""
 
 
 def held_out(frame: BarFrame, split: dict[str, tuple[int, int]]) -> BarFrame:
@@ -190,11 +199,13 @@ def train(config: PPOBaselineConfig) -> tuple[PPOPolicy, Trained]:
     monitor = training_monitor(dataclasses.replace(config, pause_below=CRITICAL))
     started = time.perf_counter()
     model, info = train_ppo(watch_only, monitor=monitor)
+    below = [int(v["step"]) for v in info.validations if v["diversity"] < CRITICAL]
     trained = Trained(
         steps=info.timesteps,
         seconds=time.perf_counter() - started,
         diversity=monitor.min_diversity(),
         paused_at=monitor.pause.step if monitor.pause is not None else None,
+        validation_paused_at=below[0] if below else None,
     )
     return PPOPolicy(model, info.obs_width), trained
 
@@ -203,16 +214,22 @@ def table(rows: Sequence[tuple[Served, Trained | None]]) -> str:
     """The markdown table of the rows."""
     head = (
         "| policy | dominant action | share | diversity | agent div min / med | alerted "
-        "(critical) | alerts by metric | trades | return | train div | paused at |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "(critical) | alerts by metric | trades | return | train div | paused at | "
+        "val paused at |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for served, trained in rows:
         if trained is None:
-            train_div = paused = "-"
+            train_div = paused = validation = "-"
         else:
             train_div = "n/a" if trained.diversity is None else f"{trained.diversity:.2f}"
             paused = "never" if trained.paused_at is None else str(trained.paused_at)
+            validation = (
+                "never"
+                if trained.validation_paused_at is None
+                else str(trained.validation_paused_at)
+            )
         metrics = ", ".join(f"{m} {n}" for m, n in served.by_metric.items()) or "none"
         lines.append(
             f"| {served.name} | {served.dominant} | {served.dominant_share:.1%} | "
@@ -220,7 +237,7 @@ def table(rows: Sequence[tuple[Served, Trained | None]]) -> str:
             f"{served.agent_diversity_median:.2f} | {served.alerted}/{served.agents} "
             f"({served.critical}) | {metrics} | {served.trade_frequency:.1%} | "
             f"{served.log_return:+.4f} | "
-            f"{train_div} | {paused} |"
+            f"{train_div} | {paused} | {validation} |"
         )
     return "\n".join(lines)
 
@@ -231,7 +248,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--timesteps", type=int, default=20_000, help="PPO steps per reward")
+    p.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="ppo")
+    p.add_argument("--timesteps", type=int, default=20_000, help="training steps per reward")
+    p.add_argument("--learning-rate", type=float, default=3e-4, help="Adam's step size")
+    p.add_argument(
+        "--validate-every", type=int, default=0, help="judge the validation days every N steps"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--rewards",
@@ -253,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown rewards {unknown} (known: {', '.join(REWARDS)})", file=sys.stderr)
         return 2
     base = PPOBaselineConfig(
-        total_timesteps=args.timesteps, seed=args.seed, ent_coef=args.ent_coef,
-        n_steps=args.n_steps,
+        algorithm=args.algorithm, total_timesteps=args.timesteps, seed=args.seed,
+        ent_coef=args.ent_coef, n_steps=args.n_steps, learning_rate=args.learning_rate,
+        validate_every=args.validate_every,
     )  # fmt: skip
     frame, split = baseline_data(base)
     days = held_out(frame, split)
@@ -262,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     for reward in rewards:
         policy, trained = train(dataclasses.replace(base, reward=reward))
         print(
-            f"trained ppo {reward}: {trained.steps} steps in {trained.seconds:.0f} s",
+            f"trained {args.algorithm} {reward}: {trained.steps} steps in {trained.seconds:.0f} s",
             file=sys.stderr,
             flush=True,
         )
-        rows.append((serve(f"ppo {reward}", policy, days, window=base.window), trained))
+        rows.append(
+            (serve(f"{args.algorithm} {reward}", policy, days, window=base.window), trained)
+        )
     if args.sac.is_file():
         sac = make_policy(f"sac:{args.sac}", window=base.window)
         rows.append((serve("sac fleet", sac, days, window=base.window), None))
@@ -276,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.append((serve("always BUY_SMALL", staged, days, window=base.window), None))
     first, last = (int(days.timestamps[0]), int(days.timestamps[-1]))
     print(
-        f"PPO: {args.timesteps} steps per reward, seed {args.seed}, ent_coef {args.ent_coef}, "
-        f"n_steps {args.n_steps}; held-out days {timestamp_ns_to_iso(first)[:10]} to "
+        f"{args.algorithm.upper()}: {args.timesteps} steps per reward, seed {args.seed}, "
+        f"learning rate {args.learning_rate}, ent_coef {args.ent_coef} and n_steps "
+        f"{args.n_steps} (PPO); held-out days {timestamp_ns_to_iso(first)[:10]} to "
         f"{timestamp_ns_to_iso(last)[:10]}, {days.n_symbols} symbols in one book\n"
     )
     print(table(rows))

@@ -114,6 +114,7 @@ POLICIES = (
     "always-buy-small",
     "sac:<checkpoint path>",
     "ppo:<baseline zip path>",
+    "dqn:<baseline zip path>",
     "buy-and-hold",
     "random",
 )
@@ -125,8 +126,9 @@ def make_policy(name: str, *, window: int) -> Policy:
     ``sac:<path>`` serves a trained SAC checkpoint; it is checked against the
     serving observation (``window`` bars of features plus the account) and
     action spaces, so a checkpoint trained for other observations fails here.
-    ``ppo:<path>`` serves the discrete PPO baseline (``rl_agents.baselines.ppo``),
-    checked against the same observation width.
+    ``ppo:<path>`` and ``dqn:<path>`` serve a discrete baseline
+    (``rl_agents.baselines.ppo``) trained with that algorithm, checked against
+    the same observation width.
     """
     if name.startswith("sac:"):
         from gymnasium import spaces
@@ -141,11 +143,18 @@ def make_policy(name: str, *, window: int) -> Policy:
             spaces.Box(-1.0, 1.0, (1,), dtype=np.float32),
         )
         return cast(Policy, serving_policy(policy, policy.config))
-    if name.startswith("ppo:"):
+    if name.startswith(("ppo:", "dqn:")):
         from rl_agents.baselines.ppo import PPOPolicy
 
+        algorithm, path = name.split(":", 1)
         width = window * N_BAR_FEATURES + len(ACCOUNT_FEATURES)
-        return PPOPolicy.load(name.removeprefix("ppo:"), obs_width=width)
+        baseline = PPOPolicy.load(path, obs_width=width)
+        if baseline.name != f"{algorithm}-discrete":
+            raise ValueError(
+                f"{path} is a {baseline.name} baseline, not {algorithm}: serve it as "
+                f"{baseline.name.split('-')[0]}:{path}"
+            )
+        return baseline
     if name in ("buy-and-hold", "random"):
         from rl_agents.baselines.reference import BuyAndHoldPolicy, RandomPolicy
 

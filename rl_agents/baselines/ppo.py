@@ -1,4 +1,4 @@
-"""The discrete PPO baseline: Stable-Baselines3 PPO on the ``Discrete(7)`` view of the envs.
+"""The discrete baselines: Stable-Baselines3 PPO (or DQN) on the ``Discrete(7)`` view of the envs.
 
 The original fleet chose among seven discrete actions, was trained with PPO
 and collapsed to 99.88% BUY_SMALL. This module trains that setup again on the
@@ -8,6 +8,8 @@ the same rules (docs/baselines.md)::
     python -m rl_agents.baselines.ppo --out runs/ppo.zip
     TRADINGBOT_AGENT_POLICY=ppo:runs/ppo.zip      # served by the symbol agents
     python -m rl_agents.baselines.ppo --reward completed-trades   # the original's sparse reward
+    python -m rl_agents.baselines.ppo --algorithm dqn --reward completed-trades \
+        --learning-rate 0.001 --total-timesteps 300000 --validate-every 25000  # collapses
 
 - **Data**: ``universe(load_bars(dataset), n_symbols)`` over all days (the
   symbols with a bar on every day, the universe the demo replays), split with
@@ -18,9 +20,12 @@ the same rules (docs/baselines.md)::
   so one shared ``MlpPolicy`` learns from all symbols. The reward is the log equity
   change (``--reward log-equity``) or a sparse completed-trade reward
   (``rl_agents.baselines.sparse``).
+- **Algorithm**: ``--algorithm ppo`` (SB3's PPO) or ``dqn`` (SB3's DQN: a
+  greedy argmax of learnt Q-values, epsilon-greedy while training).
 - **Collapse watch**: the training monitor judges each env's sampled actions with
-  the collapse detector's statistics; below ``--pause-below`` training stops and
-  the command exits 3 (docs/collapse.md).
+  the collapse detector's statistics, and every ``--validate-every`` steps the
+  deterministic policy's actions on the validation days; below
+  ``--pause-below`` training stops and the command exits 3 (docs/collapse.md).
 - **Files**: the SB3 zip and a JSON sidecar beside it (``runs/ppo.json``)
   with the config, the symbols, the split and its days, the observation
   width and, after the CLI's evaluation, the validation action distribution.
@@ -45,7 +50,8 @@ import numpy.typing as npt
 import stable_baselines3
 import torch
 from gymnasium import spaces
-from stable_baselines3 import PPO
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -65,6 +71,10 @@ FORMAT = "tradingbot-ppo-baseline/1"
 """Layout of the JSON sidecar; changed on any incompatible change."""
 N_ACTIONS = len(DiscreteAction)
 Split = dict[str, tuple[int, int]]
+ALGORITHMS: dict[str, type[PPO] | type[DQN]] = {"ppo": PPO, "dqn": DQN}
+"""``PPOBaselineConfig.algorithm`` (``--algorithm``): the SB3 class it trains."""
+VALIDATION = "validation"
+"""``pause["env"]`` of a pause of the validation watch (the training envs are numbered)."""
 
 
 class PPOFileError(ValueError):
@@ -75,6 +85,9 @@ class PPOFileError(ValueError):
 class PPOBaselineConfig:
     """Settings of a baseline run: the data, the vectorised env and SB3 PPO's hyper-parameters."""
 
+    algorithm: str = "ppo"
+    """``ppo`` (SB3's PPO; its fields below) or ``dqn`` (SB3's DQN: learning_rate, batch_size,
+    gamma, net_arch and the dqn_ fields)."""
     total_timesteps: int = 90_000
     """Environment steps over all envs (the plan's 90k-step discrete models); SB3 rounds
     up to a whole number of rollouts of ``n_steps * n_envs``."""
@@ -115,6 +128,22 @@ class PPOBaselineConfig:
     """Pause training when the sampled actions of a training env fall below this normalised
     entropy (the collapse detector's diversity over its last 1,000 actions, judged from 50
     actions on, every 50 steps of each env; the plan's critical 0.20); 0 never pauses."""
+    validate_every: int = 0
+    """Every this many env steps, also judge the deterministic policy's actions on the
+    validation days (every symbol, as ``evaluate_actions``) and pause when their diversity
+    falls below ``pause_below``: the collapse a served policy would show; 0 never."""
+    dqn_buffer_size: int = 100_000
+    """DQN: transitions kept in its replay buffer."""
+    dqn_learning_starts: int = 1_000
+    """DQN: env steps taken at random before the first update."""
+    dqn_train_freq: int = 1
+    """DQN: one gradient step every this many steps of the vectorised env (SB3's 4)."""
+    dqn_target_update_interval: int = 1_000
+    """DQN: env steps between copies of the Q-network to its target (SB3's 10,000)."""
+    dqn_exploration_fraction: float = 0.1
+    """DQN: share of the budget over which epsilon falls from 1 (SB3's default)."""
+    dqn_exploration_final_eps: float = 0.05
+    """DQN: epsilon after that (SB3's default)."""
     reward: str = LOG_EQUITY
     """The training reward: ``log-equity`` (the envs' dense log equity change of every step),
     ``completed-trades`` (the original fleet's sparse reward: the realised P&L of each sell,
@@ -133,6 +162,9 @@ class PPOBaselineConfig:
             "batch_size",
             "n_epochs",
             "torch_threads",
+            "dqn_buffer_size",
+            "dqn_train_freq",
+            "dqn_target_update_interval",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -154,6 +186,20 @@ class PPOBaselineConfig:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if not 0.0 <= self.pause_below <= 1.0:
             raise ValueError(f"pause_below must be in [0, 1], got {self.pause_below}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}"
+            )
+        if self.validate_every < 0 or self.dqn_learning_starts < 0:
+            raise ValueError("validate_every and dqn_learning_starts must be >= 0")
+        if not 0.0 < self.dqn_exploration_fraction <= 1.0:
+            raise ValueError(
+                f"dqn_exploration_fraction must be in (0, 1], got {self.dqn_exploration_fraction}"
+            )
+        if not 0.0 <= self.dqn_exploration_final_eps <= 1.0:
+            raise ValueError(
+                f"dqn_exploration_final_eps must be in [0, 1], got {self.dqn_exploration_final_eps}"
+            )
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
 
@@ -187,6 +233,8 @@ class PPOTrainingInfo:
     """Why training paused on an action collapse (``TrainingMonitor``'s ``Pause``), if it did."""
     training_diversity: float | None = None
     """The training monitor's lowest diversity over the envs when training ended."""
+    validations: tuple[dict[str, Any], ...] = ()
+    """The validation watch's judgements: step, then ``ActionDistribution.to_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -203,6 +251,7 @@ class PPOTrainingInfo:
             "validation": self.validation,
             "pause": self.pause,
             "training_diversity": self.training_diversity,
+            "validations": list(self.validations),
         }
 
     @classmethod
@@ -221,6 +270,7 @@ class PPOTrainingInfo:
             validation=data["validation"],
             pause=data.get("pause"),
             training_diversity=data.get("training_diversity"),
+            validations=tuple(data.get("validations", ())),
         )
 
 
@@ -309,7 +359,7 @@ class _ProgressLines(BaseCallback):
     def _on_rollout_end(self) -> None:
         model = self.model
         if not isinstance(model, PPO):
-            return
+            return  # DQN: one rollout per env step; the validation watch prints instead
         actions = model.rollout_buffer.actions.reshape(-1).astype(np.int64)
         counts = np.bincount(actions, minlength=N_ACTIONS)
         top = int(counts.argmax())
@@ -364,6 +414,64 @@ class CollapseWatch(BaseCallback):
         return not (self.monitor(progress) and self.pause)
 
 
+class ValidationWatch(BaseCallback):
+    """The collapse a served policy would show, judged while training.
+
+    The training monitor sees the actions the envs sampled on training days
+    (with PPO's sampling or DQN's epsilon); a deterministic policy may still
+    answer one action on days it has not seen. Every ``every`` env steps this
+    callback runs the deterministic policy on ``frame`` (the validation days,
+    every symbol, ``evaluate_actions``) and keeps the distribution; when its
+    diversity falls below ``threshold`` it records ``pause`` and, if ``stop``,
+    ends training.
+    """
+
+    def __init__(
+        self,
+        frame: BarFrame,
+        *,
+        every: int,
+        window: int,
+        obs_width: int,
+        threshold: float,
+        stop: bool,
+        progress: bool = False,
+    ) -> None:
+        super().__init__()
+        self.frame = frame
+        self.every = every
+        self.window = window
+        self.obs_width = obs_width
+        self.threshold = threshold
+        self.stop = stop
+        self.progress = progress
+        self.judged: list[dict[str, Any]] = []
+        self.pause: dict[str, Any] | None = None
+        self._next = every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._next:
+            return True
+        while self._next <= self.num_timesteps:
+            self._next += self.every
+        policy = PPOPolicy(self.model, self.obs_width)
+        result = evaluate_actions(policy, self.frame, window=self.window)
+        self.judged.append({"step": self.num_timesteps, **result.to_dict()})
+        if self.progress:
+            print(f"step {self.num_timesteps:>7}  validation days: {result.summary()}", flush=True)
+        if result.diversity >= self.threshold:
+            return True
+        if self.pause is None:
+            self.pause = {
+                "step": self.num_timesteps,
+                "env": VALIDATION,
+                "diversity": result.diversity,
+                "threshold": self.threshold,
+                "actions": result.total,
+            }
+        return not self.stop
+
+
 def training_monitor(config: PPOBaselineConfig) -> TrainingMonitor:
     """The monitor of a run: the detector's thresholds with ``pause_below`` as the critical
     diversity, judged every 50 steps of each env (every ``50 * n_envs`` env steps)."""
@@ -385,34 +493,35 @@ def train_ppo(
     config: PPOBaselineConfig,
     progress: bool = False,
     monitor: TrainingMonitor | None = None,
-) -> tuple[PPO, PPOTrainingInfo]:
-    """Train SB3 PPO (``MlpPolicy``, on the CPU) on the training span; print rollouts if asked.
+) -> tuple[PPO | DQN, PPOTrainingInfo]:
+    """Train SB3 PPO or DQN (``MlpPolicy``, on the CPU) on the training span; print progress
+    if asked.
 
     A ``TrainingMonitor`` (``training_monitor(config)`` unless one is given)
-    watches the sampled actions; training stops early when it pauses on a
-    collapse, and ``info.pause`` records it (``pause_below`` 0: it only watches).
+    watches the sampled actions, and with ``validate_every`` a ``ValidationWatch``
+    the deterministic policy on the validation days; training stops early when
+    either pauses on a collapse, and ``info.pause`` records the first
+    (``pause_below`` 0: they only watch; ``info.validations`` keeps the watch's
+    judgements).
     """
     frame, split = baseline_data(config)
     train = frame.window(*split["train"])
-    env = make_training_env(config, train)
-    model = PPO(
-        "MlpPolicy",
-        env,
-        learning_rate=config.learning_rate,
-        n_steps=config.n_steps,
-        batch_size=config.batch_size,
-        n_epochs=config.n_epochs,
-        gamma=config.gamma,
-        gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range,
-        ent_coef=config.ent_coef,
-        policy_kwargs={"net_arch": list(config.net_arch)},
-        seed=config.seed,
-        device="cpu",
-    )
+    model = _model(config, make_training_env(config, train))
     monitor = monitor if monitor is not None else training_monitor(config)
     watch = CollapseWatch(monitor, pause=config.pause_below > 0.0)
     callbacks: list[BaseCallback] = [watch]
+    validation: ValidationWatch | None = None
+    if config.validate_every:
+        validation = ValidationWatch(
+            frame.window(*split["validation"]),
+            every=config.validate_every,
+            window=config.window,
+            obs_width=config.obs_width,
+            threshold=config.pause_below,
+            stop=config.pause_below > 0.0,
+            progress=progress,
+        )
+        callbacks.append(validation)
     if progress:
         callbacks.append(_ProgressLines(config.total_timesteps))
     threads = torch.get_num_threads()
@@ -423,6 +532,14 @@ def train_ppo(
     finally:
         seconds = time.perf_counter() - started
         torch.set_num_threads(threads)
+    pauses = [
+        p
+        for p in (
+            _pause_dict(monitor.pause) if monitor.pause is not None and watch.pause else None,
+            validation.pause if validation is not None and validation.stop else None,
+        )
+        if p is not None
+    ]
     info = PPOTrainingInfo(
         config=config,
         symbols=frame.symbols,
@@ -431,10 +548,45 @@ def train_ppo(
         obs_width=config.obs_width,
         timesteps=model.num_timesteps,
         train_seconds=seconds,
-        pause=_pause_dict(monitor.pause) if monitor.pause is not None and watch.pause else None,
+        pause=min(pauses, key=lambda p: int(p["step"])) if pauses else None,
         training_diversity=monitor.min_diversity(),
+        validations=tuple(validation.judged) if validation is not None else (),
     )
     return model, info
+
+
+def _model(config: PPOBaselineConfig, env: DummyVecEnv) -> PPO | DQN:
+    """The untrained SB3 model of ``config.algorithm`` (``MlpPolicy``, on the CPU)."""
+    common: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "gamma": config.gamma,
+        "policy_kwargs": {"net_arch": list(config.net_arch)},
+        "seed": config.seed,
+        "device": "cpu",
+    }
+    if config.algorithm == "dqn":
+        return DQN(
+            "MlpPolicy",
+            env,
+            buffer_size=config.dqn_buffer_size,
+            learning_starts=config.dqn_learning_starts,
+            train_freq=config.dqn_train_freq,
+            target_update_interval=config.dqn_target_update_interval,
+            exploration_fraction=config.dqn_exploration_fraction,
+            exploration_final_eps=config.dqn_exploration_final_eps,
+            **common,
+        )
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=config.n_steps,
+        n_epochs=config.n_epochs,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        **common,
+    )
 
 
 def _days(frame: BarFrame, bounds: tuple[int, int]) -> tuple[str, str]:
@@ -459,7 +611,7 @@ def sidecar_path(path: str | Path) -> Path:
     return _zip_path(path).with_suffix(".json")
 
 
-def save_ppo(model: PPO, info: PPOTrainingInfo, path: str | Path) -> Path:
+def save_ppo(model: BaseAlgorithm, info: PPOTrainingInfo, path: str | Path) -> Path:
     """Write the SB3 zip and its JSON sidecar; return the zip's path."""
     out = _zip_path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -468,7 +620,7 @@ def save_ppo(model: PPO, info: PPOTrainingInfo, path: str | Path) -> Path:
     return out
 
 
-def load_ppo(path: str | Path) -> tuple[PPO, PPOTrainingInfo]:
+def load_ppo(path: str | Path) -> tuple[PPO | DQN, PPOTrainingInfo]:
     """The model (on the CPU) and the record of a saved baseline."""
     zip_path, sidecar = _zip_path(path), sidecar_path(path)
     if not zip_path.is_file():
@@ -481,10 +633,10 @@ def load_ppo(path: str | Path) -> tuple[PPO, PPOTrainingInfo]:
         info = PPOTrainingInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")))
     except (KeyError, TypeError, ValueError) as e:
         raise PPOFileError(f"{sidecar}: not a baseline sidecar ({e})") from e
-    return PPO.load(zip_path, device="cpu"), info
+    return ALGORITHMS[info.config.algorithm].load(zip_path, device="cpu"), info
 
 
-def weights_version(model: PPO) -> str:
+def weights_version(model: BaseAlgorithm) -> str:
     """First 12 hex digits of the SHA-256 of the policy's weights: a version by content."""
     from rl_agents.checkpoints import weights_hash
 
@@ -498,19 +650,20 @@ class PPOPolicy:
     """A trained baseline behind the ``Policy`` protocol: deterministic, on the CPU, batched.
 
     One ``model.predict(observations, deterministic=True)`` picks a discrete
-    action per row; ``ActionSpaceMigrator`` turns it into its raw action
-    (BUY_SMALL is 0.25, see ``rl_agents.envs.hybrid``).
+    action per row (PPO's most likely action, DQN's greedy one);
+    ``ActionSpaceMigrator`` turns it into its raw action (BUY_SMALL is 0.25,
+    see ``rl_agents.envs.hybrid``). Its ``name`` is ``ppo-discrete`` or
+    ``dqn-discrete``.
     """
 
-    name = "ppo-discrete"
-
-    def __init__(self, model: PPO, obs_width: int) -> None:
+    def __init__(self, model: BaseAlgorithm, obs_width: int) -> None:
         space = model.observation_space
         if not isinstance(space, spaces.Box) or space.shape != (obs_width,):
             raise PPOFileError(f"the model observes {space}, not rows of {obs_width} entries")
         if model.action_space != spaces.Discrete(N_ACTIONS):
             raise PPOFileError(f"the model acts in {model.action_space}, not Discrete(7)")
         self.model = model
+        self.name = f"{'dqn' if isinstance(model, DQN) else 'ppo'}-discrete"
         self.obs_width = obs_width
         self.version = weights_version(model)
         self._migrator = ActionSpaceMigrator()
@@ -596,15 +749,18 @@ class ActionDistribution:
             "mean_return": self.mean_return,
         }
 
-    def describe(self) -> str:
-        """A table of the shares, then the dominant action, the diversity and the return."""
-        lines = [f"  {name:<13}{share:7.2%}" for name, share in self.shares.items()]
-        lines.append(
+    def summary(self) -> str:
+        """One line: the dominant action, the diversity and the return."""
+        return (
             f"dominant: {self.dominant.name} {self.dominant_share:.2%} of {self.total} actions; "
             f"diversity {self.diversity:.3f} (the detector's critical level is 0.20); "
             f"mean log return {self.mean_return:+.4f}"
         )
-        return "\n".join(lines)
+
+    def describe(self) -> str:
+        """A table of the shares, then ``summary``."""
+        lines = [f"  {name:<13}{share:7.2%}" for name, share in self.shares.items()]
+        return "\n".join([*lines, self.summary()])
 
 
 def evaluate_actions(policy: PPOPolicy, frame: BarFrame, *, window: int) -> ActionDistribution:
@@ -676,7 +832,8 @@ def main(argv: list[str] | None = None) -> int:
     """Train, measure the action distribution on the validation span, save.
 
     Exit codes: 0 finished, 2 bad options, 3 paused on an action collapse (the
-    training monitor's diversity of an env's sampled actions fell below
+    diversity of an env's sampled actions, or with ``--validate-every`` of the
+    deterministic actions on the validation days, fell below
     ``--pause-below``; the zip holds the weights it paused with and the sidecar
     the pause), as ``tradingbot train`` for SAC.
     """
@@ -688,8 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"PPO on Discrete(7): {config.n_symbols} symbols in {config.n_envs} envs, "
-        f"{config.total_timesteps} steps, seed {config.seed}",
+        f"{config.algorithm.upper()} on Discrete(7): {config.n_symbols} symbols in "
+        f"{config.n_envs} envs, {config.total_timesteps} steps, seed {config.seed}",
         flush=True,
     )
     model, info = train_ppo(config, progress=True)
@@ -715,8 +872,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     pause = info.pause
+    seen = (
+        "the deterministic actions on the validation days"
+        if pause["env"] == VALIDATION
+        else f"env {pause['env']}'s sampled actions"
+    )
     print(
-        f"paused: env {pause['env']}'s sampled action diversity {pause['diversity']:.2f} fell "
+        f"paused: the diversity of {seen}, {pause['diversity']:.2f}, fell "
         f"below {pause['threshold']} at step {pause['step']} (collapse); {path} holds the "
         "weights it paused with",
         file=sys.stderr,

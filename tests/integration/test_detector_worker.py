@@ -12,12 +12,10 @@ exactly the clean run's statistics and alerts.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import RecordMetadata
+from detector_support import detector_env, start_detector
 
 from core.events import (
     ActionDecided,
@@ -55,24 +54,6 @@ AGENT = AgentConfig(fleet="mixed", collapsed_every=2)
 """Every second agent always answers BUY_SMALL: alerts from its 50th decision on."""
 HOSTILE_AT = (5, 20, 40)
 """Steps after whose completion the hostile records are sent."""
-
-
-def detector_env(bootstrap: str, run_id: str, **settings: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TRADINGBOT_BOOTSTRAP": bootstrap,
-        "TRADINGBOT_DETECTOR_APP_ID": f"collapse-detector-{run_id}",
-        "TRADINGBOT_DETECTOR_RUN_ID": run_id,
-        **settings,
-    }
-
-
-def start_detector(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = log.open("ab") if log else subprocess.PIPE
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.collapse_detector"],
-        env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE,
-    )  # fmt: skip
 
 
 def hostile_actions(run_id: str, step: int) -> list[tuple[str, ActionDecided]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from stable_baselines3 import PPO
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rl_agents.baselines.ppo import (
     PPOBaselineConfig,
@@ -36,12 +38,14 @@ WIDTH = TINY.obs_width
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[PPO, PPOTrainingInfo]:
+def trained() -> tuple[BaseAlgorithm, PPOTrainingInfo]:
     return train_ppo(TINY)
 
 
 @pytest.fixture(scope="module")
-def saved(trained: tuple[PPO, PPOTrainingInfo], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def saved(
+    trained: tuple[BaseAlgorithm, PPOTrainingInfo], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     return save_ppo(*trained, tmp_path_factory.mktemp("ppo") / "ppo.zip")
 
 
@@ -64,7 +68,7 @@ def test_a_saved_baseline_is_served_by_make_policy_with_the_discrete_actions_raw
 
 
 def test_the_loaded_baseline_acts_as_the_trained_model(
-    trained: tuple[PPO, PPOTrainingInfo], saved: Path
+    trained: tuple[BaseAlgorithm, PPOTrainingInfo], saved: Path
 ) -> None:
     model, info = trained
     obs = observations(64)
@@ -76,7 +80,9 @@ def test_the_loaded_baseline_acts_as_the_trained_model(
     assert loaded.version == PPOPolicy(model, info.obs_width).version
 
 
-def test_the_same_seed_trains_the_same_policy(trained: tuple[PPO, PPOTrainingInfo]) -> None:
+def test_the_same_seed_trains_the_same_policy(
+    trained: tuple[BaseAlgorithm, PPOTrainingInfo],
+) -> None:
     first = PPOPolicy(trained[0], WIDTH)
     second = PPOPolicy(train_ppo(TINY)[0], WIDTH)
     obs = observations()
@@ -86,7 +92,7 @@ def test_the_same_seed_trains_the_same_policy(trained: tuple[PPO, PPOTrainingInf
 
 
 def test_training_never_sees_a_day_of_the_validation_or_test_spans(
-    trained: tuple[PPO, PPOTrainingInfo], saved: Path
+    trained: tuple[BaseAlgorithm, PPOTrainingInfo], saved: Path
 ) -> None:
     _, info = load_ppo(saved)
     frame, split = baseline_data(TINY)
@@ -164,3 +170,63 @@ def test_the_cli_saves_a_baseline_with_its_validation_action_distribution(tmp_pa
     assert validation["shares"][validation["dominant"]] == validation["dominant_share"]
     assert sum(validation["shares"].values()) == pytest.approx(1.0)
     assert make_policy(f"ppo:{out}", window=10).act(observations(3)).shape == (3,)
+
+
+DQN_TINY = dataclasses.replace(
+    TINY, algorithm="dqn", total_timesteps=256, batch_size=32, dqn_learning_starts=64
+)
+"""The same four symbols in two envs, trained by SB3's DQN (updates from step 64 on)."""
+
+
+def test_a_dqn_baseline_is_saved_loaded_and_served_as_dqn_but_not_as_ppo(tmp_path: Path) -> None:
+    model, info = train_ppo(DQN_TINY)
+    saved = save_ppo(model, info, tmp_path / "dqn.zip")
+    obs = observations()
+
+    policy = make_policy(f"dqn:{saved}", window=TINY.window)
+
+    assert isinstance(model, DQN) and policy.name == "dqn-discrete"
+    expected, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(PPOPolicy.load(saved).discrete(obs), expected)  # the greedy action
+    assert np.isin(policy.act(obs), CONTINUOUS_VALUE).all()
+    with pytest.raises(ValueError, match=f"serve it as dqn:{saved}"):
+        make_policy(f"ppo:{saved}", window=TINY.window)
+
+
+def test_the_validation_watch_judges_the_deterministic_policy_on_the_validation_days() -> None:
+    _, info = train_ppo(dataclasses.replace(DQN_TINY, validate_every=128, pause_below=0.0))
+
+    frame, split = baseline_data(TINY)
+    start, stop = split["validation"]
+    assert [v["step"] for v in info.validations] == [128, 256]  # watching only: the whole budget
+    for judged in info.validations:
+        assert sum(judged["counts"].values()) == frame.n_symbols * (stop - start - 1)
+        assert 0.0 <= judged["diversity"] <= 1.0
+    assert info.pause is None
+
+
+def test_a_collapse_on_the_validation_days_pauses_training_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "paused.zip"
+    argv = [
+        "--out", str(out), "--algorithm", "dqn", "--total-timesteps", "512", "--n-symbols", "4",
+        "--n-envs", "2", "--dqn-learning-starts", "32", "--validate-every", "64",
+        "--pause-below", "1",  # 7 values in 20 bins are always below 1
+        # (the sampled actions are judged first at step 100: the watch comes first)
+    ]  # fmt: skip
+
+    code = main(argv)
+
+    assert code == 3
+    record = json.loads(sidecar_path(out).read_text())
+    assert record["pause"]["env"] == "validation" and record["pause"]["step"] == 64
+    assert record["timesteps"] == 64 and record["config"]["algorithm"] == "dqn"
+    assert "deterministic actions on the validation days" in capsys.readouterr().err
+
+
+def test_an_unknown_algorithm_is_refused_with_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--algorithm", "a2c"]) == 2
+    assert "ppo, dqn" in capsys.readouterr().err
